@@ -1,0 +1,35 @@
+# Build flags and helpers shared by every dpmm target.
+
+add_library(dpmm_flags INTERFACE)
+target_compile_options(dpmm_flags INTERFACE -Wall -Wextra -Wshadow=local -Wnon-virtual-dtor)
+if(DPMM_WERROR)
+  target_compile_options(dpmm_flags INTERFACE -Werror)
+endif()
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  target_compile_options(dpmm_flags INTERFACE -Wthread-safety -Wno-gnu-statement-expression)
+endif()
+target_include_directories(dpmm_flags INTERFACE ${PROJECT_SOURCE_DIR}/src)
+
+if(DPMM_SANITIZE)
+  string(REPLACE ";" "," _san "${DPMM_SANITIZE}")
+  add_compile_options(-fsanitize=${_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${_san})
+endif()
+
+# dpmm_library(NAME SOURCES... DEPS layer...)
+function(dpmm_library name)
+  cmake_parse_arguments(A "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${A_SOURCES})
+  target_link_libraries(${name} PUBLIC dpmm_flags ${A_DEPS})
+endfunction()
+
+# dpmm_test(NAME SOURCES... DEPS... [LABELS...]): a GoogleTest binary registered with ctest.
+function(dpmm_test name)
+  cmake_parse_arguments(A "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${A_SOURCES})
+  target_link_libraries(${name} PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main rapidcheck
+                                        rapidcheck_gtest)
+  set(_labels unit ${A_LABELS})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${_labels}"
+                       WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+endfunction()
