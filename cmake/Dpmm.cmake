@@ -1,7 +1,10 @@
 # Build flags and helpers shared by every dpmm target.
 
 add_library(dpmm_flags INTERFACE)
-target_compile_options(dpmm_flags INTERFACE -Wall -Wextra -Wshadow=local -Wnon-virtual-dtor)
+target_compile_options(dpmm_flags INTERFACE -Wall -Wextra -Wnon-virtual-dtor)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(dpmm_flags INTERFACE -Wshadow=local)
+endif()
 if(DPMM_WERROR)
   target_compile_options(dpmm_flags INTERFACE -Werror)
 endif()

@@ -1,0 +1,64 @@
+// Arch-neutral descriptions of what a page-table entry says, as enum-class bit sets:
+//   Prot    the protection and state of a present entry (x86 and arm64 encode it differently)
+//   SwpBit  the software bits a non-present (swap) entry carries beside its softleaf
+// Each arch's codec maps these to its own bits and refuses what it cannot express.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dpmm::arch {
+
+enum class Prot : uint16_t {
+  kNone = 0,
+  kWrite = 1 << 0,
+  kUser = 1 << 1,       // user (EL0) accessible
+  kExec = 1 << 2,
+  kAccessed = 1 << 3,   // young
+  kDirty = 1 << 4,
+  kSpecial = 1 << 5,    // pte_special: no struct page to refcount
+  kSoftDirty = 1 << 6,  // x86 only; arm64 has no soft-dirty tracking
+  kUffdWp = 1 << 7,     // userfaultfd write-protected; never together with kWrite
+  kGlobal = 1 << 8,     // x86 G / arm64 nG clear: kernel mappings only
+  // Present to the kernel but not to the MMU: PROT_NONE and NUMA-hinting entries
+  // (x86 _PAGE_PROTNONE, arm64 PTE_PRESENT_INVALID). Excludes kWrite, kUser, kExec, kGlobal.
+  kProtNone = 1 << 9,
+};
+
+constexpr Prot operator|(Prot a, Prot b) {
+  return static_cast<Prot>(static_cast<uint16_t>(a) | static_cast<uint16_t>(b));
+}
+constexpr Prot operator&(Prot a, Prot b) {
+  return static_cast<Prot>(static_cast<uint16_t>(a) & static_cast<uint16_t>(b));
+}
+constexpr Prot operator~(Prot a) { return static_cast<Prot>(~static_cast<uint16_t>(a)); }
+constexpr Prot& operator|=(Prot& a, Prot b) { return a = a | b; }
+constexpr bool has(Prot set, Prot bit) { return (set & bit) != Prot::kNone; }
+inline constexpr Prot kAllProt = static_cast<Prot>((1u << 10) - 1);
+
+// "write|user|accessed"; "none" for the empty set.
+std::string prot_to_string(Prot p);
+
+enum class SwpBit : uint8_t {
+  kNone = 0,
+  kExclusive = 1 << 0,  // pte_swp_exclusive: remembers PG_anon_exclusive; PTEs only
+  kSoftDirty = 1 << 1,  // pte_swp_soft_dirty: x86 only
+  kUffdWp = 1 << 2,     // pte_swp_uffd_wp
+};
+
+constexpr SwpBit operator|(SwpBit a, SwpBit b) {
+  return static_cast<SwpBit>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
+}
+constexpr SwpBit operator&(SwpBit a, SwpBit b) {
+  return static_cast<SwpBit>(static_cast<uint8_t>(a) & static_cast<uint8_t>(b));
+}
+constexpr SwpBit& operator|=(SwpBit& a, SwpBit b) { return a = a | b; }
+constexpr bool has(SwpBit set, SwpBit bit) { return (set & bit) != SwpBit::kNone; }
+inline constexpr SwpBit kAllSwpBits = static_cast<SwpBit>(0x7);
+
+std::string swp_bits_to_string(SwpBit b);  // "exclusive|uffd_wp"; "none"
+
+// Which level of the page table a word sits at.
+enum class EntryLevel : uint8_t { kPte, kPmd };
+
+}  // namespace dpmm::arch
