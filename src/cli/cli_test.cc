@@ -1,3 +1,283 @@
-// placeholder, replaced below
+// Runs the dpmm binary as a user would and checks what it prints and how it exits.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
 #include <gtest/gtest.h>
-TEST(Cli, Placeholder) {}
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct CliRun {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `dpmm ARGS` through the shell, capturing stdout and stderr separately.
+CliRun dpmm(const std::string& args, const std::string& stdin_file = "") {
+  static int counter = 0;
+  const std::string err_path =
+      testing::TempDir() + "dpmm_cli_err_" + std::to_string(::getpid()) + "_" +
+      std::to_string(counter++);
+  std::string cmd = std::string(DPMM_BINARY) + " " + args + " 2>" + err_path;
+  if (!stdin_file.empty()) cmd += " <" + stdin_file;
+  CliRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  std::remove(err_path.c_str());
+  return r;
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+int line_count(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+constexpr const char* kQ35 = "src/phys/testdata/05-qemu-q35-8g-guest.iomem";
+
+// ---------------------------------------------------------------- demo
+
+TEST(CliDemo, TellsTheSeedStory) {
+  const CliRun r = dpmm("demo");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("vm-43bit-pci-full"), std::string::npos);
+  EXPECT_NE(r.out.find("legacy     FAILS  ERANGE (-34)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dpas       ok"), std::string::npos);
+  EXPECT_NE(r.out.find("dpas-zone  ok"), std::string::npos);
+}
+
+TEST(CliDemo, JsonHasOneObjectPerDesign) {
+  const CliRun r = dpmm("demo --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["designs"].size(), 3u);
+  EXPECT_EQ(j["designs"][0]["design"], "legacy");
+  EXPECT_EQ(j["designs"][0]["registration"]["ok"], false);
+  EXPECT_EQ(j["designs"][0]["registration"]["error"]["name"], "ERANGE");
+  EXPECT_EQ(j["designs"][0]["registration"]["error"]["number"], -34);
+  EXPECT_EQ(j["designs"][1]["design"], "dpas");
+  EXPECT_EQ(j["designs"][1]["registration"]["ok"], true);
+  EXPECT_EQ(j["designs"][2]["design"], "dpas-zone");
+  // No workload has run, so nothing may claim to be verified.
+  for (const auto& d : j["designs"]) EXPECT_EQ(d["verified"], false);
+}
+
+// ---------------------------------------------------------------- check
+
+TEST(CliCheck, RealDumpFindsTheKernelsWindow) {
+  // q35 guest, 39 physical bits: the search starts at 2^39 - 80 GiB = 0x6c00000000, whose
+  // window overlaps the 64-bit PCI window 0x7000000000-0x77ffffffff; the highest 128 MiB step
+  // ending below it is 0x7000000000 - 80 GiB = 0x5c00000000.
+  const CliRun r = dpmm(std::string("check --iomem ") + kQ35 + " --phys-bits 39 --device 80GiB --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["devices"].size(), 1u);
+  const auto& legacy = j["devices"][0]["legacy"];
+  EXPECT_EQ(legacy["ok"], true);
+  EXPECT_EQ(legacy["start"], "0x5c00000000");
+  EXPECT_EQ(legacy["end"], "0x6fffffffff");
+  EXPECT_EQ(j["devices"][0]["dpas"]["ok"], true);
+  EXPECT_EQ(j["devices"][0]["dpas"]["start"], "0x0");
+  EXPECT_EQ(j["devices"][0]["size"], 80ull << 30);
+}
+
+TEST(CliCheck, DevicesRegisterInOrderEachBelowTheLast) {
+  const CliRun r = dpmm(std::string("check --iomem ") + kQ35 +
+                     " --phys-bits 39 --device 80GiB --device 16G --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["devices"].size(), 2u);
+  // The second device fits above the PCI window, in the 32 GiB gap 0x7800000000-0x7fffffffff
+  // that was too small for the first: 2^39 - 16 GiB.
+  EXPECT_EQ(j["devices"][1]["legacy"]["start"], "0x7c00000000");
+  // The device private address space hands out the next range after the first device.
+  EXPECT_EQ(j["devices"][1]["dpas"]["start"], "0x1400000000");
+}
+
+TEST(CliCheck, FailureExitsOneAndSaysWhy) {
+  // 39 physical bits: the largest free gaps are 0x280000000-0x6fffffffff (438 GiB, below the
+  // 64-bit PCI window) and 32 GiB above it; 500 GiB fits nowhere.
+  const CliRun r = dpmm(std::string("check --iomem ") + kQ35 + " --phys-bits 39 --device 500GiB");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("FAILS  ERANGE (-34)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("largest free"), std::string::npos) << r.out;
+  const CliRun j = dpmm(std::string("check --iomem ") + kQ35 +
+                     " --phys-bits 39 --device 500GiB --json");
+  EXPECT_EQ(j.rc, 1);
+  const auto o = nlohmann::json::parse(j.out);
+  EXPECT_EQ(o["devices"][0]["legacy"]["ok"], false);
+  EXPECT_EQ(o["devices"][0]["legacy"]["error"]["name"], "ERANGE");
+  EXPECT_EQ(o["devices"][0]["legacy"]["error"]["number"], -34);
+  EXPECT_FALSE(o["devices"][0]["legacy"]["reason"].get<std::string>().empty());
+}
+
+TEST(CliCheck, ReadsStandardInput) {
+  const CliRun r = dpmm("check --iomem - --phys-bits 39 --device 80GiB --json", kQ35);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["devices"][0]["legacy"]["start"], "0x5c00000000");
+}
+
+TEST(CliCheck, ThisMachine) {
+  std::ifstream probe("/proc/iomem");
+  std::string first;
+  if (!probe || !std::getline(probe, first) || first.rfind("00000000-00000000", 0) == 0) {
+    GTEST_SKIP() << "/proc/iomem is not readable with addresses here (needs root)";
+  }
+  const CliRun r = dpmm("check --device 1GiB --json");
+  ASSERT_TRUE(r.rc == 0 || r.rc == 1) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["machine"]["iomem"], "/proc/iomem");
+  EXPECT_GT(j["machine"]["system_ram_bytes"].get<uint64_t>(), 0u);
+}
+
+TEST(CliCheck, BadInputExitsTwoWithOneLine) {
+  struct Case {
+    std::string args;
+    std::string needle;
+  };
+  const std::string garbage = write_temp("garbage.iomem", "00000000-00000fff : Reserved\nhello\n");
+  const std::string nonroot =
+      write_temp("nonroot.iomem", "00000000-00000000 : Reserved\n00000000-00000000 : System RAM\n");
+  const Case cases[] = {
+      {std::string("check --iomem ") + kQ35 + " --device 80GiB", "--phys-bits"},
+      {"check --iomem /nonexistent/iomem --phys-bits 40 --device 1G", "/nonexistent/iomem"},
+      {std::string("check --iomem ") + kQ35 + " --phys-bits 40 --device 80X", "unknown unit"},
+      {std::string("check --iomem ") + kQ35 + " --phys-bits 40 --device 0", "zero"},
+      {std::string("check --iomem ") + kQ35 + " --phys-bits 40 --kaslr maybe --device 1G",
+       "--kaslr"},
+      {std::string("check --iomem ") + kQ35 + " --phys-bits 40 --arch sparc --device 1G", "sparc"},
+      // The dump has a PCI window at 0x7000000000, beyond 2^36.
+      {std::string("check --iomem ") + kQ35 + " --phys-bits 36 --device 1G", "36"},
+      {"check --iomem " + garbage + " --phys-bits 40 --device 1G", "line 2"},
+      {"check --iomem " + nonroot + " --phys-bits 40 --device 1G", "root"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = dpmm(c.args);
+    EXPECT_EQ(r.rc, 2) << c.args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\nstderr: " << r.err;
+    EXPECT_EQ(line_count(r.err), 1) << c.args << "\nstderr: " << r.err;
+  }
+  // CLI11 rejects values out of range as bad usage too.
+  EXPECT_EQ(dpmm(std::string("check --iomem ") + kQ35 + " --phys-bits 99 --device 1G").rc, 2);
+}
+
+// ---------------------------------------------------------------- pte
+
+TEST(CliPte, DecodesDevicePrivateEntriesPerDesign) {
+  // swp_entry_to_pte(make_writable_device_private_entry(0x12345)) on x86_64: legacy type 28.
+  CliRun r = dpmm("pte decode --arch x86_64 --json 0xe7fffffffdb97400");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto e = nlohmann::json::parse(r.out)["entries"][0];
+  EXPECT_EQ(e["present"], false);
+  EXPECT_EQ(e["type"], 28);
+  EXPECT_EQ(e["type_name"], "SWP_DEVICE_WRITE");
+  EXPECT_EQ(e["offset"], 0x12345);
+  EXPECT_EQ(e["offset_is"], "pfn");
+  // The same word under the series' numbering is a device-private *migration* entry.
+  r = dpmm("pte decode --arch x86_64 --design dpas --json 0xe7fffffffdb97400");
+  e = nlohmann::json::parse(r.out)["entries"][0];
+  EXPECT_EQ(e["type_name"], "SWP_MIGRATION_DEVICE_READ");
+  EXPECT_EQ(e["offset_is"], "device-private offset");
+}
+
+TEST(CliPte, DecodesPresentEntries) {
+  const CliRun r = dpmm("pte decode --arch x86_64 --json 0x8000000001234067");
+  ASSERT_EQ(r.rc, 0);
+  const auto e = nlohmann::json::parse(r.out)["entries"][0];
+  EXPECT_EQ(e["present"], true);
+  EXPECT_EQ(e["pfn"], 0x1234);
+  EXPECT_EQ(e["write"], true);
+  EXPECT_EQ(e["user"], true);
+  EXPECT_EQ(e["dirty"], true);
+  EXPECT_EQ(e["exec"], false);
+}
+
+TEST(CliPte, EncodeMatchesTheKernel) {
+  CliRun r = dpmm("pte encode --arch x86_64 --design dpas --type SWP_DEVICE_WRITE --offset 0x12345 "
+               "--json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["value"], "0xcffffffffdb97400");
+  r = dpmm("pte encode --arch arm64 --design legacy --type SWP_DEVICE_WRITE --offset 0x12345 "
+           "--json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["value"], "0x12345700");
+  r = dpmm("pte encode --arch x86_64 --pfn 0x1234 --write --user --accessed --dirty --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["value"], "0x8000000001234067");
+}
+
+TEST(CliPte, RefusesWhatTheKernelCouldNotProduce) {
+  // A migration-device type does not exist in today's kernel.
+  CliRun r = dpmm("pte encode --arch x86_64 --design legacy --type SWP_MIGRATION_DEVICE_READ "
+               "--offset 1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("SWP_MIGRATION_DEVICE_READ"), std::string::npos) << r.err;
+  EXPECT_EQ(line_count(r.err), 1);
+  // An offset wider than the PFN field.
+  r = dpmm("pte encode --arch x86_64 --type SWP_DEVICE_WRITE --offset 0x400000000000");
+  EXPECT_EQ(r.rc, 2);
+  // arm64 has no soft-dirty.
+  r = dpmm("pte encode --arch arm64 --pfn 1 --soft-dirty");
+  EXPECT_EQ(r.rc, 2);
+  // Both or neither of --pfn and --type.
+  EXPECT_EQ(dpmm("pte encode --arch x86_64").rc, 2);
+  EXPECT_EQ(dpmm("pte encode --arch x86_64 --pfn 1 --type 3 --offset 1").rc, 2);
+  // Not a number; no such arch.
+  EXPECT_EQ(dpmm("pte decode --arch x86_64 zz").rc, 2);
+  EXPECT_EQ(dpmm("pte decode --arch mips 0x1").rc, 2);
+}
+
+TEST(CliPte, DecodeFlagsImpossibleWords) {
+  // x86: a non-present word with bits outside the swap fields set (bit 4) and not a valid
+  // swap entry.
+  const CliRun r = dpmm("pte decode --arch x86_64 --json 0x10");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  const auto e = nlohmann::json::parse(r.out)["entries"][0];
+  EXPECT_EQ(e["valid"], false);
+  EXPECT_FALSE(e["invalid_reason"].get<std::string>().empty());
+}
+
+// ---------------------------------------------------------------- machines, usage
+
+TEST(CliMachines, ListsAndShows) {
+  CliRun r = dpmm("machines --json");
+  ASSERT_EQ(r.rc, 0);
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["machines"].size(), 4u);
+  r = dpmm("machines vm-43bit-pci-full");
+  ASSERT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find("System RAM"), std::string::npos);
+  r = dpmm("machines no-such-machine");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("no-such-machine"), std::string::npos);
+}
+
+TEST(CliUsage, EverySubcommandHasHelpAndBadUsageIsTwo) {
+  for (const char* sub : {"demo", "check", "pte", "pte decode", "pte encode", "machines"}) {
+    const CliRun r = dpmm(std::string(sub) + " --help");
+    EXPECT_EQ(r.rc, 0) << sub;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+  }
+  EXPECT_EQ(dpmm("").rc, 2);
+  EXPECT_EQ(dpmm("frobnicate").rc, 2);
+  EXPECT_EQ(dpmm("demo --no-such-flag").rc, 2);
+}
+
+}  // namespace

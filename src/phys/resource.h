@@ -139,7 +139,7 @@ class ResourceTree {
   // region_intersects over the direct children of `parent` only: REGION_DISJOINT when no
   // child matching (flags, desc) overlaps [start, start + size - 1], REGION_INTERSECTS when
   // only matching ones do, REGION_MIXED when matching and other ones do (IoresDesc::kNone
-  // matches any desc).
+  // matches any desc). A stale parent or a size of 0 answers REGION_DISJOINT.
   RegionIntersection region_intersects(ResourceId parent, PhysAddr start, uint64_t size,
                                        IoresourceFlags flags, IoresDesc desc) const
       EXCLUDES(lock_);

@@ -1,0 +1,117 @@
+// Kernel: what the kernel keeps once per machine, for one simulated machine.
+//
+// It owns the machine description, the bytes of its RAM (phys::BackingStore), the memory node
+// with its zones and buddy allocator (page::Node), the page-table entry codec of the machine's
+// arch in the swap numbering of the design under test, and the shared zero page
+// (ZERO_PAGE(0), mm/memory.c / arch pgtable.h). Every Mm, page table and folio of the mm layer
+// belongs to one Kernel, and the Kernel outlives them (its destructor asserts that no Mm is
+// left).
+//
+// The device-memory layer plugs in through set_device_private_handler() (device_private.h):
+// the kernel instance stands for the global state through which the real kernel reaches
+// page_pgmap(page)->ops.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "arch/entry.h"
+#include "arch/swap_numbering.h"
+#include "base/result.h"
+#include "base/types.h"
+#include "page/folio.h"
+#include "page/node.h"
+#include "phys/backing_store.h"
+#include "phys/machine.h"
+
+namespace dpmm::mm {
+
+class DevicePrivateFaultHandler;
+
+struct KernelOptions {
+  // Which swap-type numbering page-table entries use: the design's (legacy or dpas).
+  arch::SwapNumberingKind numbering = arch::SwapNumberingKind::kLegacy;
+  // kNo initialises every descriptor up front, so free-page counts are exact from the start
+  // (tests that compare counts want that); kYes builds large machines fast.
+  page::DeferredInit deferred_init = page::DeferredInit::kYes;
+};
+
+class Kernel {
+ public:
+  // Builds the node from the machine's System RAM, maps its bytes and allocates the zero page.
+  //   EINVAL  the machine has no usable RAM (node_from_machine); ERANGE RAM outside the vmemmap
+  //   ENOMEM  the host refused the RAM mappings, or no page was left for the zero page
+  static Result<std::unique_ptr<Kernel>> create(phys::Machine machine, KernelOptions options);
+  // create() on phys::builtin_machine(name): ENOENT listing the names for an unknown one.
+  static Result<std::unique_ptr<Kernel>> create_builtin(std::string_view name,
+                                                        KernelOptions options);
+  ~Kernel();
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+
+  const phys::Machine& machine() const { return machine_; }
+  const arch::ArchParams& arch() const { return codec_.params(); }
+  const arch::EntryCodec& codec() const { return codec_; }
+  arch::SoftleafFormat softleaf_format() const { return codec_.format(); }
+  page::Node& node() { return *node_; }
+  const phys::BackingStore& backing_store() const { return *store_; }
+
+  // ---- the user address-space layout (arch/x86/include/asm/page_64_types.h,
+  // arch/arm64/include/asm/processor.h, mm/util.c mmap_base) ----
+  // TASK_SIZE: x86_64 (1 << 47) - PAGE_SIZE (4-level user space; dpmm walks 4 levels on
+  // both arches, so 5-level machines get 4-level user space too); arm64 1 << 48.
+  VirtAddr task_size() const;
+  // mmap_min_addr: CONFIG_DEFAULT_MMAP_MIN_ADDR = 65536 on x86_64, 32768 on arm64.
+  VirtAddr mmap_min_addr() const;
+  // mmap_base without randomisation: TASK_SIZE minus the minimum stack gap (128 MiB).
+  VirtAddr mmap_base() const;
+
+  // ---- pages ----
+  // A folio of 2^order RAM pages, refcount 1, every byte zero (vma_alloc_zeroed_movable_folio
+  // with __GFP_ZERO). ENOMEM when the node has no block of that order.
+  Result<page::Folio> alloc_folio(Order order);
+  // The kPageSize bytes of a RAM page. REQUIRES: pfn is RAM of this machine.
+  std::span<std::byte> page_bytes(Pfn pfn) const;
+  Pfn page_to_pfn(const page::Page* page) const {
+    return node_->memmap().page_to_pfn_unchecked(page);
+  }
+  // The descriptor of a RAM pfn: EFAULT/ENOENT as Memmap::pfn_to_page.
+  Result<page::Page*> pfn_to_page(Pfn pfn) const { return node_->memmap().pfn_to_page(pfn); }
+  // Free pages over every RAM zone of the node (nr_free_pages()).
+  uint64_t nr_free_pages() const;
+
+  // ---- the shared zero page (is_zero_pfn, my_zero_pfn) ----
+  Pfn zero_pfn() const { return zero_pfn_; }
+  bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
+
+  // ---- device-private memory seam (device_private.h) ----
+  // The handler the fault path and zap use for device-private entries; null until the device
+  // memory layer installs one. The handler must outlive every Mm of this kernel.
+  DevicePrivateFaultHandler* device_private_handler() const {
+    return device_private_handler_.load(std::memory_order_acquire);
+  }
+  void set_device_private_handler(DevicePrivateFaultHandler* handler) {
+    device_private_handler_.store(handler, std::memory_order_release);
+  }
+
+  // Mm lifetime bookkeeping (Mm's constructor and destructor).
+  void mm_created() { live_mms_.fetch_add(1, std::memory_order_relaxed); }
+  void mm_destroyed() { live_mms_.fetch_sub(1, std::memory_order_relaxed); }
+
+ private:
+  Kernel(phys::Machine machine, std::unique_ptr<phys::BackingStore> store,
+         std::unique_ptr<page::Node> node, arch::EntryCodec codec);
+
+  phys::Machine machine_;
+  std::unique_ptr<phys::BackingStore> store_;
+  std::unique_ptr<page::Node> node_;
+  arch::EntryCodec codec_;
+  Pfn zero_pfn_;
+  std::atomic<DevicePrivateFaultHandler*> device_private_handler_{nullptr};
+  std::atomic<int> live_mms_{0};
+};
+
+}  // namespace dpmm::mm

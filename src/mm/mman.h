@@ -1,0 +1,72 @@
+// mmap(2)/mprotect(2) arguments: PROT_* and MAP_* with the values of
+// include/uapi/asm-generic/mman-common.h and include/uapi/asm-generic/mman.h (x86_64 and arm64
+// use the generic values for every flag modelled here).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dpmm::mm {
+
+enum class MmapProt : uint32_t {
+  kNone = 0x0,   // PROT_NONE
+  kRead = 0x1,   // PROT_READ
+  kWrite = 0x2,  // PROT_WRITE
+  kExec = 0x4,   // PROT_EXEC
+};
+
+enum class MmapFlags : uint32_t {
+  kNone = 0,
+  kShared = 0x01,                 // MAP_SHARED
+  kPrivate = 0x02,                // MAP_PRIVATE
+  kSharedValidate = 0x03,         // MAP_SHARED_VALIDATE
+  kTypeMask = 0x0f,               // MAP_TYPE
+  kFixed = 0x10,                  // MAP_FIXED
+  kAnonymous = 0x20,              // MAP_ANONYMOUS
+  kGrowsDown = 0x0100,            // MAP_GROWSDOWN
+  kDenyWrite = 0x0800,            // MAP_DENYWRITE (ignored by the kernel)
+  kExecutable = 0x1000,           // MAP_EXECUTABLE (ignored by the kernel)
+  kLocked = 0x2000,               // MAP_LOCKED
+  kNoReserve = 0x4000,            // MAP_NORESERVE
+  kPopulate = 0x8000,             // MAP_POPULATE
+  kNonBlock = 0x10000,            // MAP_NONBLOCK
+  kStack = 0x20000,               // MAP_STACK
+  kHugetlb = 0x40000,             // MAP_HUGETLB
+  kSync = 0x80000,                // MAP_SYNC
+  kFixedNoreplace = 0x100000,     // MAP_FIXED_NOREPLACE
+};
+
+constexpr MmapProt operator|(MmapProt a, MmapProt b) {
+  return static_cast<MmapProt>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
+}
+constexpr MmapProt operator&(MmapProt a, MmapProt b) {
+  return static_cast<MmapProt>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
+}
+constexpr bool has(MmapProt set, MmapProt bit) { return (set & bit) != MmapProt::kNone; }
+
+constexpr MmapFlags operator|(MmapFlags a, MmapFlags b) {
+  return static_cast<MmapFlags>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
+}
+constexpr MmapFlags operator&(MmapFlags a, MmapFlags b) {
+  return static_cast<MmapFlags>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
+}
+constexpr MmapFlags operator~(MmapFlags a) {
+  return static_cast<MmapFlags>(~static_cast<uint32_t>(a));
+}
+constexpr bool has(MmapFlags set, MmapFlags bit) { return (set & bit) != MmapFlags::kNone; }
+
+// Every PROT_* bit mprotect accepts here (PROT_GROWSDOWN/UP are not modelled).
+inline constexpr MmapProt kAllMmapProt = MmapProt::kRead | MmapProt::kWrite | MmapProt::kExec;
+
+// LEGACY_MAP_MASK (include/linux/mman.h): the flags MAP_SHARED_VALIDATE accepts without
+// further checks; MAP_SYNC is validated separately.
+inline constexpr MmapFlags kLegacyMapMask =
+    MmapFlags::kShared | MmapFlags::kPrivate | MmapFlags::kFixed | MmapFlags::kAnonymous |
+    MmapFlags::kDenyWrite | MmapFlags::kExecutable |
+    MmapFlags::kGrowsDown | MmapFlags::kLocked | MmapFlags::kNoReserve | MmapFlags::kPopulate |
+    MmapFlags::kNonBlock | MmapFlags::kStack | MmapFlags::kHugetlb;
+
+std::string prot_to_string(MmapProt p);     // "PROT_READ|PROT_WRITE", "PROT_NONE"
+std::string map_flags_to_string(MmapFlags f);  // "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED"
+
+}  // namespace dpmm::mm
