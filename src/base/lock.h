@@ -162,7 +162,9 @@ class SCOPED_CAPABILITY SpinLocker {
 };
 
 // A condition variable bound to dpmm's Mutex. wait() releases and re-takes the mutex; the
-// rank bookkeeping stays as "held" across the wait, which is what the caller sees.
+// rank bookkeeping stays as "held" across the wait, which is what the caller sees. Callers loop
+// on their condition themselves (`while (!ready) cv.wait(m);`), so the thread-safety analysis
+// sees the guarded reads under the lock; a predicate lambda would hide them from it.
 class CondVar {
  public:
   void wait(Mutex& m) REQUIRES(m) {
@@ -170,15 +172,24 @@ class CondVar {
     cv_.wait(lk);
     lk.release();
   }
-  template <typename Pred>
-  void wait(Mutex& m, Pred pred) REQUIRES(m) {
-    while (!pred()) wait(m);
-  }
   void notify_one() { cv_.notify_one(); }
   void notify_all() { cv_.notify_all(); }
 
  private:
   std::condition_variable cv_;
+};
+
+// Scoped holder for any of the lock types above.
+template <typename Lock>
+class SCOPED_CAPABILITY ScopedLock {
+ public:
+  explicit ScopedLock(Lock& l) ACQUIRE(l) : l_(l) { l_.lock(); }
+  ~ScopedLock() RELEASE() { l_.unlock(); }
+  ScopedLock(const ScopedLock&) = delete;
+  ScopedLock& operator=(const ScopedLock&) = delete;
+
+ private:
+  Lock& l_;
 };
 
 // Data that can be reached only while holding its lock:
@@ -193,12 +204,12 @@ class Protected {
 
   template <typename F>
   decltype(auto) with(F&& f) {
-    std::lock_guard<Lock> g(lock_);
+    ScopedLock<Lock> g(lock_);
     return std::forward<F>(f)(value_);
   }
   template <typename F>
   decltype(auto) with(F&& f) const {
-    std::lock_guard<Lock> g(lock_);
+    ScopedLock<Lock> g(lock_);
     return std::forward<F>(f)(static_cast<const T&>(value_));
   }
 
