@@ -13,6 +13,12 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
 endif()
 target_include_directories(dpmm_flags INTERFACE ${PROJECT_SOURCE_DIR}/src)
 
+# With fuzzers on, every library gets libFuzzer's coverage instrumentation, so the fuzzers are
+# guided through the code under test and not only through their own entry points.
+if(DPMM_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
 if(DPMM_SANITIZE)
   string(REPLACE ";" "," _san "${DPMM_SANITIZE}")
   add_compile_options(-fsanitize=${_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)

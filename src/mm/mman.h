@@ -42,6 +42,7 @@ constexpr MmapProt operator|(MmapProt a, MmapProt b) {
 constexpr MmapProt operator&(MmapProt a, MmapProt b) {
   return static_cast<MmapProt>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
 }
+constexpr MmapProt operator~(MmapProt a) { return static_cast<MmapProt>(~static_cast<uint32_t>(a)); }
 constexpr bool has(MmapProt set, MmapProt bit) { return (set & bit) != MmapProt::kNone; }
 
 constexpr MmapFlags operator|(MmapFlags a, MmapFlags b) {

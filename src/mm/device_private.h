@@ -1,0 +1,37 @@
+// The seam between the fault path and device-private memory (layer 5, devmem).
+//
+// A device-private page is not reachable by the CPU: a PTE of one is a swap entry
+// (SWP_DEVICE_READ / SWP_DEVICE_WRITE, softleaf.h) holding the page's PFN (legacy) or its
+// device-private offset (dpas). Only the device-memory layer can turn such an entry into a
+// descriptor and reach the page's pagemap, so it installs one handler per Kernel
+// (Kernel::set_device_private_handler) and the mm layer calls it:
+//
+//   softleaf_to_page  the descriptor behind a device-private entry or a dpas device-private
+//                     migration entry (softleaf_to_page / softleaf_to_folio for those types);
+//                     null when the entry names no page the handler knows.
+//   migrate_to_ram    page_pgmap(vmf.page)->ops->migrate_to_ram(vmf): called exactly as
+//                     do_swap_page calls it (kernel-baseline §5): mmap_lock held for read, the
+//                     page-table lock NOT held, vmf.page locked and referenced by the caller,
+//                     which unlocks and puts it afterwards. The handler migrates at least
+//                     vmf.page back to RAM and returns kHandled, or kOom/kSigBus.
+//
+// With no handler installed, a device-private fault ends in kSigBus ("no device-private
+// handler"), and zap of such an entry only clears it.
+#pragma once
+
+#include "arch/softleaf.h"
+#include "page/page.h"
+
+namespace dpmm::mm {
+
+struct VmFault;
+struct FaultResult;
+
+class DevicePrivateFaultHandler {
+ public:
+  virtual ~DevicePrivateFaultHandler() = default;
+  virtual page::Page* softleaf_to_page(arch::Softleaf entry) = 0;
+  virtual FaultResult migrate_to_ram(VmFault& vmf) = 0;
+};
+
+}  // namespace dpmm::mm

@@ -1,0 +1,233 @@
+// Mm: one address space (struct mm_struct, include/linux/mm_types.h).
+//
+// It holds mmap_lock, the VMAs in address order (the kernel's maple tree; a std::map keyed by
+// start here), the page tables with their lock, the RSS counters, the TLB-flush seam, the
+// anon_vmas its VMAs prepared and the MMU-notifier seam.
+//
+// Locking:
+//   mmap_lock (RwLock, LockRank::kMmapLock) guards the VMA set. System calls take it for
+//   write; the fault path runs with it held for read. The fault path may set a VMA's anon_vma
+//   under the page-table lock (anon_vma_prepare), nothing else.
+//   The page-table lock (PageTable::lock, LockRank::kPageTable) guards PTE changes.
+//   Lock order: mmap_lock -> folio lock -> page-table lock -> zone lock.
+//
+// TLB-flush seam: hardware walks (access.h) run under an Mm::HwWalk guard and hold their
+// translation only inside it. flush_tlb_range() bumps tlb_flush_generation() and waits until
+// every walk that might have seen an old entry has finished, which is what a TLB shootdown
+// guarantees: after it returns, no CPU uses a translation from before the change. Every path
+// that downgrades or removes an entry flushes before it frees what the entry pointed to.
+//
+// MMU-notifier seam: invalidate_range_start/end (mmu_notifier_seam.h).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/lock.h"
+#include "base/result.h"
+#include "base/types.h"
+#include "mm/kernel.h"
+#include "mm/mman.h"
+#include "mm/mmu_notifier_seam.h"
+#include "mm/page_table.h"
+#include "mm/vma.h"
+
+namespace dpmm::mm {
+
+class MmuGather;
+
+// enum in include/linux/mm_types_task.h (NR_MM_COUNTERS).
+enum class RssMember : uint8_t {
+  kFilePages = 0,   // MM_FILEPAGES
+  kAnonPages = 1,   // MM_ANONPAGES
+  kSwapEnts = 2,    // MM_SWAPENTS
+  kShmemPages = 3,  // MM_SHMEMPAGES
+  kCount,
+};
+
+class Mm {
+ public:
+  // mm_alloc + pgd_alloc. ENOMEM when no page is left for the PGD.
+  static Result<std::unique_ptr<Mm>> create(Kernel& kernel);
+  // exit_mmap: MMU_NOTIFY_RELEASE, unmaps every VMA, frees every page and page table.
+  ~Mm();
+  Mm(const Mm&) = delete;
+  Mm& operator=(const Mm&) = delete;
+
+  Kernel& kernel() const { return kernel_; }
+  RwLock& mmap_lock() RETURN_CAPABILITY(mmap_lock_) { return mmap_lock_; }
+  PageTable& page_table() { return *page_table_; }
+  // mmap_assert_locked: tells the thread-safety analysis that the caller's contract (a
+  // VmFault is only handled under mmap_lock) holds. Checks nothing at run time.
+  void mmap_assert_locked() const ASSERT_SHARED_CAPABILITY(mmap_lock_) {}
+  const PageTable& page_table() const { return *page_table_; }
+
+  // ---- system calls (mmap.cc, munmap.cc, mprotect.cc). Each takes mmap_lock for write. ----
+
+  // mmap(addr, len, prot, flags, -1, 0) for anonymous mappings (mm/mmap.c do_mmap,
+  // mm/vma.c mmap_region).
+  //   EINVAL      len 0; MAP_FIXED with an unaligned addr; no MAP_SHARED/MAP_PRIVATE type;
+  //               MAP_HUGETLB (hugetlb arrives in a later phase)
+  //   ENOMEM      len rounds past TASK_SIZE; a fixed range beyond TASK_SIZE; no room for it;
+  //               more than max_map_count VMAs
+  //   EEXIST      MAP_FIXED_NOREPLACE over an existing mapping
+  //   EOPNOTSUPP  MAP_SHARED[_VALIDATE] (shared anonymous memory needs shmem: later phase);
+  //               file mappings (no MAP_ANONYMOUS; the kernel's EBADF for fd -1)
+  // A hint is page-aligned up and used when the range is free; otherwise top-down placement
+  // below mmap_base(). The new VMA merges with compatible neighbours.
+  Result<VirtAddr> mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags)
+      EXCLUDES(mmap_lock_);
+  // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
+  // the page tables no VMA needs any more. Holes are fine.
+  //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE
+  //   ENOMEM  a split would exceed max_map_count
+  Status munmap(VirtAddr addr, uint64_t len) EXCLUDES(mmap_lock_);
+  // mprotect (mm/mprotect.c do_mprotect_pkey, mprotect_fixup, change_protection): splits and
+  // merges VMAs, rewrites PTEs (write-protect, PROT_NONE, or back). VMAs before a hole keep
+  // their new protection, as in the kernel.
+  //   EINVAL  addr unaligned; unknown PROT_ bits
+  //   ENOMEM  the range overflows, or part of it is not mapped
+  //   EACCES  the VMA may not get the protection (VM_MAY* clear)
+  Status mprotect(VirtAddr addr, uint64_t len, MmapProt prot) EXCLUDES(mmap_lock_);
+
+  // ---- VMAs ----
+  // find_vma: the first VMA with end > addr, or null.
+  const Vma* find_vma(VirtAddr addr) const REQUIRES_SHARED(mmap_lock_);
+  // vma_lookup: the VMA containing addr, or null.
+  const Vma* vma_lookup(VirtAddr addr) const REQUIRES_SHARED(mmap_lock_);
+  std::vector<Vma> vmas() const REQUIRES_SHARED(mmap_lock_);
+  size_t map_count() const REQUIRES_SHARED(mmap_lock_) { return vmas_.size(); }
+  // vmas() taking mmap_lock for read.
+  std::vector<Vma> snapshot_vmas() EXCLUDES(mmap_lock_);
+  // sysctl_max_map_count (DEFAULT_MAX_MAP_COUNT = 65530).
+  static constexpr size_t kMaxMapCount = 65530;
+
+  // anon_vma_prepare (mm/rmap.c): the VMA's anon_vma, allocating it on first use.
+  // REQUIRES: mmap_lock held for read; EXCLUDES the page-table lock (taken inside).
+  AnonVma* anon_vma_prepare(const Vma& vma) REQUIRES_SHARED(mmap_lock_);
+
+  // ---- RSS (get_mm_counter / add_mm_counter) ----
+  int64_t rss(RssMember m) const {
+    return rss_[static_cast<unsigned>(m)].load(std::memory_order_relaxed);
+  }
+  void add_rss(RssMember m, int64_t delta) {
+    rss_[static_cast<unsigned>(m)].fetch_add(delta, std::memory_order_relaxed);
+  }
+
+  // ---- TLB seam ----
+  // Held by the MMU model for one translation and the access through it. Not reentrant with
+  // flush_tlb_range on the same thread.
+  class HwWalk {
+   public:
+    explicit HwWalk(Mm& mm);
+    ~HwWalk();
+    HwWalk(const HwWalk&) = delete;
+    HwWalk& operator=(const HwWalk&) = delete;
+
+   private:
+    Mm& mm_;
+  };
+  // flush_tlb_range: the changes to [start, end) made so far are seen by every later access.
+  // Waits for in-flight hardware walks. REQUIRES: the calling thread is not inside a HwWalk.
+  void flush_tlb_range(VirtAddr start, VirtAddr end);
+  uint64_t tlb_flush_generation() const { return tlb_gen_.load(std::memory_order_acquire); }
+
+  // ---- MMU-notifier seam ----
+  // REQUIRES: no invalidation in progress; phase 2 replaces this with subscriptions.
+  void set_mmu_notifier_hook(MmuNotifierHook* hook) { notifier_hook_.store(hook); }
+  void invalidate_range_start(const MmuNotifierRange& range);
+  void invalidate_range_end(const MmuNotifierRange& range);
+  MmuNotifierRange notifier_range(MmuNotifyEvent event, VirtAddr start, VirtAddr end,
+                                  const void* owner = nullptr) {
+    return MmuNotifierRange{this, start, end, event, owner};
+  }
+
+  // ---- statistics ----
+  uint64_t nr_faults() const { return nr_faults_.load(std::memory_order_relaxed); }
+  void count_fault() { nr_faults_.fetch_add(1, std::memory_order_relaxed); }
+
+  // /proc/pid/maps-style text, one VMA a line. Takes mmap_lock for read.
+  std::string maps() EXCLUDES(mmap_lock_);
+
+ private:
+  using VmaMap = std::map<uint64_t, Vma>;  // keyed by start
+
+  Mm(Kernel& kernel, std::unique_ptr<PageTable> table);
+
+  // vma_ops.cc
+  // split_vma: cuts the VMA at `addr` (strictly inside it); returns the upper part.
+  // ENOMEM beyond kMaxMapCount.
+  Result<VmaMap::iterator> split_vma_locked(VmaMap::iterator it, VirtAddr addr)
+      REQUIRES(mmap_lock_);
+  // Merges the VMA with its neighbours where they are compatible (vma_merge_*); returns the
+  // merged VMA.
+  VmaMap::iterator merge_around_locked(VmaMap::iterator it) REQUIRES(mmap_lock_);
+  static bool can_merge(const Vma& lo, const Vma& hi);
+  // The VMAs around [start, end): end of the one before (or 0), start of the one after (or
+  // the top of the tables), as free_pgtables' floor and ceiling.
+  VirtAddr floor_below_locked(VirtAddr start) const REQUIRES_SHARED(mmap_lock_);
+  VirtAddr ceiling_above_locked(VirtAddr end) const REQUIRES_SHARED(mmap_lock_);
+
+  // mmap.cc
+  Result<VirtAddr> get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags) const
+      REQUIRES_SHARED(mmap_lock_);
+  bool range_free_locked(VirtAddr start, VirtAddr end) const REQUIRES_SHARED(mmap_lock_);
+
+  // munmap.cc: do_vmi_munmap on a validated, page-aligned range.
+  Status do_munmap_locked(VirtAddr start, VirtAddr end) REQUIRES(mmap_lock_);
+
+  // mprotect.cc
+  Status mprotect_fixup_locked(VmaMap::iterator it, VirtAddr start, VirtAddr end,
+                               VmFlags newflags) REQUIRES(mmap_lock_);
+  void change_protection_locked(const Vma& vma, VirtAddr start, VirtAddr end)
+      REQUIRES(mmap_lock_);
+
+  // zap.cc: unmap_page_range over [start, end) of `vma`, handing pages to `tlb`.
+  void zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb)
+      REQUIRES(mmap_lock_);
+
+  Kernel& kernel_;
+  std::unique_ptr<PageTable> page_table_;
+  RwLock mmap_lock_{LockRank::kMmapLock};
+  VmaMap vmas_ GUARDED_BY(mmap_lock_);
+  // anon_vmas prepared by this mm's VMAs, alive until the mm goes (folios point at them).
+  Protected<std::vector<std::unique_ptr<AnonVma>>, Mutex> anon_vmas_{LockRank::kLeaf};
+  std::array<std::atomic<int64_t>, static_cast<unsigned>(RssMember::kCount)> rss_{};
+  std::atomic<uint64_t> tlb_gen_{0};
+  std::atomic<int64_t> hw_walkers_{0};
+  std::atomic<MmuNotifierHook*> notifier_hook_{nullptr};
+  std::atomic<uint64_t> nr_faults_{0};
+};
+
+// mmu_gather (mm/mmu_gather.c): pages and page tables unmapped by one operation, freed only
+// after the TLB flush that makes the unmapping visible to every CPU.
+class MmuGather {
+ public:
+  MmuGather(Mm& mm, VirtAddr start, VirtAddr end) : mm_(mm), start_(start), end_(end) {}
+  // Asserts finish() ran.
+  ~MmuGather();
+  MmuGather(const MmuGather&) = delete;
+  MmuGather& operator=(const MmuGather&) = delete;
+
+  // A mapping's reference to put after the flush (tlb_remove_page).
+  void remove_folio(page::Folio folio) { folios_.push_back(folio); }
+  // A page-table page to free after the flush (tlb_remove_table).
+  void remove_tables(std::vector<page::Folio> tables);
+  // tlb_finish_mmu: flush, then put every folio and table.
+  void finish();
+
+ private:
+  Mm& mm_;
+  VirtAddr start_;
+  VirtAddr end_;
+  std::vector<page::Folio> folios_;
+  std::vector<page::Folio> tables_;
+  bool finished_ = false;
+};
+
+}  // namespace dpmm::mm

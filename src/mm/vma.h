@@ -1,0 +1,69 @@
+// Vma: one virtual memory area (struct vm_area_struct, include/linux/mm_types.h).
+//
+// [start, end) page-aligned, its flags and the page protection derived from them, the page
+// offset of `start` (vm_pgoff: for an anonymous VMA, start >> PAGE_SHIFT at creation, carried
+// through splits so linear_page_index stays the same for every address), and the anon_vma
+// seam.
+//
+// anon_vma: the object anonymous folios' ->mapping points at, so the rmap can find every VMA
+// mapping them (mm/rmap.c). Phase 1 only allocates it (anon_vma_prepare) and stores it in each
+// new anonymous folio's mapping word; the rmap phase gives it its interval tree, chains and
+// lock. It is set once, lazily, under the page-table lock with mmap_lock held for read (as
+// __anon_vma_prepare does), so it is atomic here.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "arch/entry_bits.h"
+#include "base/types.h"
+#include "mm/vm_flags.h"
+
+namespace dpmm::mm {
+
+class Mm;
+
+// struct anon_vma. Phase 2 (rmap) adds its root, rwsem (LockRank::kAnonVma) and tree of
+// anon_vma_chains. Owned by its Mm; alive until the Mm is destroyed.
+struct AnonVma {
+  Mm* mm = nullptr;
+};
+
+struct Vma {
+  VirtAddr start;
+  VirtAddr end;  // exclusive
+  VmFlags flags = VmFlags::kNone;
+  arch::Prot page_prot = arch::Prot::kProtNone;  // vm_page_prot
+  uint64_t pgoff = 0;                            // vm_pgoff
+
+  Vma() = default;
+  Vma(VirtAddr s, VirtAddr e, VmFlags f, uint64_t off)
+      : start(s), end(e), flags(f), page_prot(vm_get_page_prot(f)), pgoff(off) {}
+  Vma(const Vma& o)
+      : start(o.start), end(o.end), flags(o.flags), page_prot(o.page_prot), pgoff(o.pgoff),
+        anon_vma_(o.anon_vma()) {}
+  Vma& operator=(const Vma& o) {
+    start = o.start;
+    end = o.end;
+    flags = o.flags;
+    page_prot = o.page_prot;
+    pgoff = o.pgoff;
+    set_anon_vma(o.anon_vma());
+    return *this;
+  }
+
+  uint64_t size() const { return end - start; }
+  bool contains(VirtAddr a) const { return a >= start && a < end; }
+  // vma_is_anonymous: no vm_ops; every VMA of phase 1 is anonymous.
+  bool is_anonymous() const { return true; }
+  // linear_page_index.
+  uint64_t linear_page_index(VirtAddr a) const { return ((a - start) >> kPageShift) + pgoff; }
+
+  AnonVma* anon_vma() const { return anon_vma_.load(std::memory_order_acquire); }
+  void set_anon_vma(AnonVma* a) const { anon_vma_.store(a, std::memory_order_release); }
+
+ private:
+  mutable std::atomic<AnonVma*> anon_vma_{nullptr};
+};
+
+}  // namespace dpmm::mm

@@ -1,0 +1,116 @@
+// Unmapping pages (mm/memory.c unmap_page_range, zap_pmd_range, zap_pte_range,
+// zap_present_ptes, zap_nonpresent_ptes).
+#include <cassert>
+#include <cstdio>
+
+#include "arch/decoded_entry.h"
+#include "arch/softleaf.h"
+#include "mm/anon_rmap.h"
+#include "mm/device_private.h"
+#include "mm/mm.h"
+
+namespace dpmm::mm {
+namespace {
+
+// zap_nonpresent_ptes for one cleared swap entry.
+void zap_nonpresent(Mm& mm, const arch::Softleaf leaf, MmuGather& tlb) {
+  Kernel& k = mm.kernel();
+  switch (arch::softleaf_type(leaf)) {
+    case arch::SoftleafType::kDevicePrivateRead:
+    case arch::SoftleafType::kDevicePrivateWrite:
+    case arch::SoftleafType::kDeviceExclusive: {
+      // The entry owns a reference and a mapcount of its page, as a present PTE does.
+      page::Page* page = nullptr;
+      if (arch::softleaf_is_device_exclusive(leaf)) {
+        const Pfn pfn = MUST(arch::softleaf_to_pfn(leaf), "device-exclusive entries hold a pfn");
+        page = MUST(k.pfn_to_page(pfn), "a device-exclusive entry names RAM");
+      } else if (DevicePrivateFaultHandler* h = k.device_private_handler()) {
+        page = h->softleaf_to_page(leaf);
+      }
+      if (page == nullptr) {
+        std::fprintf(stderr, "dpmm: zap of %s with no page to release\n",
+                     arch::softleaf_describe(leaf).c_str());
+        return;
+      }
+      page::Folio folio = page::page_folio(page);
+      mm.add_rss(RssMember::kAnonPages, -1);
+      folio_remove_rmap_pte(folio, page);
+      tlb.remove_folio(folio);
+      return;
+    }
+    case arch::SoftleafType::kMigrationRead:
+    case arch::SoftleafType::kMigrationReadExclusive:
+    case arch::SoftleafType::kMigrationWrite:
+    case arch::SoftleafType::kMigrationDevicePrivateRead:
+    case arch::SoftleafType::kMigrationDevicePrivateReadExclusive:
+    case arch::SoftleafType::kMigrationDevicePrivateWrite:
+      // The migration holds the references; only the counter goes (mm_counter(folio)).
+      mm.add_rss(RssMember::kAnonPages, -1);
+      return;
+    case arch::SoftleafType::kSwap:
+      // free_swap_and_cache: no swap devices yet.
+      mm.add_rss(RssMember::kSwapEnts, -1);
+      return;
+    case arch::SoftleafType::kHwpoison:
+    case arch::SoftleafType::kMarker:
+    case arch::SoftleafType::kNone:
+      return;
+    case arch::SoftleafType::kCount:
+      break;
+  }
+  assert(false && "unknown softleaf type");
+}
+
+}  // namespace
+
+void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb) {
+  assert(start >= vma.start && end <= vma.end && "zap outside the VMA");
+  const arch::EntryCodec& codec = kernel_.codec();
+  constexpr uint64_t kPmdSpan = uint64_t{1} << kPmdShift;
+  for (VirtAddr a = start; a < end;) {
+    const VirtAddr next(std::min(a.align_down(kPmdSpan).raw() + kPmdSpan, end.raw()));
+    const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
+    if (!pmd || pmd->load() == 0) {
+      a = next;
+      continue;
+    }
+    // PMD leaves and PMD swap entries do not exist before the THP phase.
+    if (!page_table_->pte_offset(*pmd, a)) {
+      assert(false && "a populated PMD in phase 1 points to a PTE table");
+      a = next;
+      continue;
+    }
+    SpinLocker guard(page_table_->lock());
+    for (VirtAddr p = a; p < next; p += kPageSize) {
+      const EntrySlot pte = *page_table_->pte_offset(*pmd, p);
+      const uint64_t old = pte.exchange(0);  // ptep_get_and_clear_full
+      if (old == 0) continue;
+      const arch::DecodedEntry d = codec.decode(arch::EntryLevel::kPte, old);
+      switch (d.kind) {
+        case arch::DecodedEntry::Kind::kNone:
+          continue;
+        case arch::DecodedEntry::Kind::kPresent: {
+          page::Page* page = vm_normal_page(kernel_, d);
+          if (page == nullptr) continue;  // the zero page
+          page::Folio folio = page::page_folio(page);
+          // Hardware dirtiness moves to the folio (folio_mark_dirty for file pages; for anon
+          // pages the kernel drops it, but keeping PG_dirty is harmless and visible).
+          if (arch::has(d.prot, arch::Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
+          add_rss(RssMember::kAnonPages, -1);
+          folio_remove_rmap_pte(folio, page);
+          tlb.remove_folio(folio);
+          continue;
+        }
+        case arch::DecodedEntry::Kind::kSwap:
+          zap_nonpresent(*this, d.leaf, tlb);
+          continue;
+        case arch::DecodedEntry::Kind::kTable:
+          break;
+      }
+      assert(false && "a PTE decoded as a table");
+    }
+    a = next;
+  }
+}
+
+}  // namespace dpmm::mm
