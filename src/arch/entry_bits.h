@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/flags.h"
+
 namespace dpmm::arch {
 
 enum class Prot : uint16_t {
@@ -25,15 +27,7 @@ enum class Prot : uint16_t {
   kProtNone = 1 << 9,
 };
 
-constexpr Prot operator|(Prot a, Prot b) {
-  return static_cast<Prot>(static_cast<uint16_t>(a) | static_cast<uint16_t>(b));
-}
-constexpr Prot operator&(Prot a, Prot b) {
-  return static_cast<Prot>(static_cast<uint16_t>(a) & static_cast<uint16_t>(b));
-}
-constexpr Prot operator~(Prot a) { return static_cast<Prot>(~static_cast<uint16_t>(a)); }
-constexpr Prot& operator|=(Prot& a, Prot b) { return a = a | b; }
-constexpr bool has(Prot set, Prot bit) { return (set & bit) != Prot::kNone; }
+DPMM_FLAG_OPS(Prot)
 inline constexpr Prot kAllProt = static_cast<Prot>((1u << 10) - 1);
 
 // "write|user|accessed"; "none" for the empty set.
@@ -46,14 +40,7 @@ enum class SwpBit : uint8_t {
   kUffdWp = 1 << 2,     // pte_swp_uffd_wp
 };
 
-constexpr SwpBit operator|(SwpBit a, SwpBit b) {
-  return static_cast<SwpBit>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
-}
-constexpr SwpBit operator&(SwpBit a, SwpBit b) {
-  return static_cast<SwpBit>(static_cast<uint8_t>(a) & static_cast<uint8_t>(b));
-}
-constexpr SwpBit& operator|=(SwpBit& a, SwpBit b) { return a = a | b; }
-constexpr bool has(SwpBit set, SwpBit bit) { return (set & bit) != SwpBit::kNone; }
+DPMM_FLAG_OPS(SwpBit)
 inline constexpr SwpBit kAllSwpBits = static_cast<SwpBit>(0x7);
 
 std::string swp_bits_to_string(SwpBit b);  // "exclusive|uffd_wp"; "none"

@@ -28,7 +28,7 @@ Status check_prot(Prot prot) {
   if (has(prot, Prot::kSoftDirty))
     return make_error(Errno::kEOPNOTSUPP, "arm64 has no soft-dirty bit");
   if (has(prot, Prot::kProtNone) &&
-      has(prot, Prot::kWrite | Prot::kUser | Prot::kExec | Prot::kGlobal))
+      has_any(prot, Prot::kWrite | Prot::kUser | Prot::kExec | Prot::kGlobal))
     return make_error(Errno::kEINVAL, "PROT_NONE entries carry no write/user/exec/global ({})",
                       prot_to_string(prot));
   if (has(prot, Prot::kUffdWp) && has(prot, Prot::kWrite))

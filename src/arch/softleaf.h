@@ -29,6 +29,7 @@
 #include "arch/arch.h"
 #include "arch/pfn_or_offset.h"
 #include "arch/swap_numbering.h"
+#include "base/flags.h"
 #include "base/result.h"
 #include "base/types.h"
 
@@ -69,12 +70,7 @@ enum class PteMarker : uint8_t {
   kGuard = 1 << 2,     // PTE_MARKER_GUARD
 };
 inline constexpr uint64_t kPteMarkerMask = 0x7;  // PTE_MARKER_MASK
-constexpr PteMarker operator|(PteMarker a, PteMarker b) {
-  return static_cast<PteMarker>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
-}
-constexpr PteMarker operator&(PteMarker a, PteMarker b) {
-  return static_cast<PteMarker>(static_cast<uint8_t>(a) & static_cast<uint8_t>(b));
-}
+DPMM_FLAG_OPS(PteMarker)
 
 // Which numbering an entry's type uses and how wide a PFN is on its arch.
 struct SoftleafFormat {

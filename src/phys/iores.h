@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/flags.h"
+
 namespace dpmm::phys {
 
 // struct resource::flags. A flag set, not a state: combine with | and test with has().
@@ -33,15 +35,8 @@ enum class IoresourceFlags : uint32_t {
 inline constexpr uint32_t kIoresourceTypeBits = 0x00001f00;
 inline constexpr uint32_t kIoresourceExtTypeBits = 0x01000000;
 
-constexpr IoresourceFlags operator|(IoresourceFlags a, IoresourceFlags b) {
-  return static_cast<IoresourceFlags>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
-}
-constexpr IoresourceFlags operator&(IoresourceFlags a, IoresourceFlags b) {
-  return static_cast<IoresourceFlags>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
-}
+DPMM_FLAG_OPS(IoresourceFlags)
 constexpr uint32_t raw(IoresourceFlags f) { return static_cast<uint32_t>(f); }
-// True when every bit of `bits` is set in `f`.
-constexpr bool has(IoresourceFlags f, IoresourceFlags bits) { return (f & bits) == bits; }
 // resource_type() | resource_ext_type(): what __request_region copies from its parent.
 constexpr IoresourceFlags type_bits(IoresourceFlags f) {
   return static_cast<IoresourceFlags>(raw(f) & (kIoresourceTypeBits | kIoresourceExtTypeBits));

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/lock.h"
+#include "base/flags.h"
 #include "base/result.h"
 #include "base/types.h"
 #include "phys/free_region_analysis.h"
@@ -77,12 +78,7 @@ enum class GfrFlags : uint8_t {
   kRequestRegion = 1 << 1,  // GFR_REQUEST_REGION: claim with __request_region (busy), else
                             // insert_resource
 };
-constexpr GfrFlags operator|(GfrFlags a, GfrFlags b) {
-  return static_cast<GfrFlags>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
-}
-constexpr bool has(GfrFlags f, GfrFlags bit) {
-  return (static_cast<uint8_t>(f) & static_cast<uint8_t>(bit)) != 0;
-}
+DPMM_FLAG_OPS(GfrFlags)
 
 // The machine's side of the search: the step (GFR_DEFAULT_ALIGN = 1 << PA_SECTION_SHIFT, the
 // section size) and LIMIT (DIRECT_MAP_PHYSMEM_END and friends; see phys_limit.h).
