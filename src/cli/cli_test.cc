@@ -61,10 +61,29 @@ TEST(CliDemo, TellsTheSeedStory) {
   EXPECT_NE(r.out.find("legacy     FAILS  ERANGE (-34)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("dpas       ok"), std::string::npos);
   EXPECT_NE(r.out.find("dpas-zone  ok"), std::string::npos);
+  EXPECT_NE(r.out.find("1.2 GiB of descriptors (20971520 pages x 64 B)"), std::string::npos)
+      << r.out;
+  // Not a terminal: no progress output.
+  EXPECT_TRUE(r.err.empty()) << r.err;
+}
+
+TEST(CliDemo, OtherMachinesAndBadInput) {
+  // With KASLR on, x86-kaslr-err34 reproduces nvidia-uvm's "request_free_mem_region() err -34".
+  const CliRun r = dpmm("demo --machine x86-kaslr-err34 --device 8GiB --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["designs"][0]["registration"]["ok"], true) << "8 GiB fits below the KASLR limit";
+  const CliRun big = dpmm("demo --machine x86-kaslr-err34 --json");
+  EXPECT_EQ(nlohmann::json::parse(big.out)["designs"][0]["registration"]["error"]["number"], -34);
+  EXPECT_EQ(dpmm("demo --machine nope").rc, 2);
+  EXPECT_EQ(dpmm("demo --device 0").rc, 2);
+  EXPECT_EQ(dpmm("demo --device lots").rc, 2);
 }
 
 TEST(CliDemo, JsonHasOneObjectPerDesign) {
-  const CliRun r = dpmm("demo --json");
+  // 8 GiB still cannot register under legacy (the largest free window is 2 GiB) and keeps the
+  // descriptor arrays small.
+  const CliRun r = dpmm("demo --device 8GiB --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["designs"].size(), 3u);
@@ -74,7 +93,13 @@ TEST(CliDemo, JsonHasOneObjectPerDesign) {
   EXPECT_EQ(j["designs"][0]["registration"]["error"]["number"], -34);
   EXPECT_EQ(j["designs"][1]["design"], "dpas");
   EXPECT_EQ(j["designs"][1]["registration"]["ok"], true);
+  EXPECT_EQ(j["designs"][1]["registration"]["space"], "device-private");
+  EXPECT_EQ(j["designs"][1]["registration"]["start"], "0x0");
+  EXPECT_EQ(j["designs"][1]["registration"]["end"], "0x1ffffffff");
+  // 8 GiB = 2 Mi pages of 64-byte descriptors.
+  EXPECT_EQ(j["designs"][1]["descriptor_bytes"], 2097152ull * 64);
   EXPECT_EQ(j["designs"][2]["design"], "dpas-zone");
+  EXPECT_EQ(j["designs"][2]["registration"]["ok"], true);
   // No workload has run, so nothing may claim to be verified.
   for (const auto& d : j["designs"]) EXPECT_EQ(d["verified"], false);
 }
