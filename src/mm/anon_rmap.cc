@@ -34,6 +34,24 @@ void folio_remove_rmap_pte(page::Folio folio, page::Page* page) {
   (void)left;
 }
 
+bool folio_maybe_dma_pinned(page::Folio folio) {
+  if (folio.is_large()) return folio.pincount_raw().load() > 0;
+  return folio.ref_count() >= kGupPinCountingBias;
+}
+
+Status folio_try_dup_anon_rmap_pte(page::Folio folio, page::Page* page, MaybePinned maybe_pinned) {
+  assert(folio.contains(page) && "page outside its folio");
+  assert(folio.is_anon() && "folio_try_dup_anon_rmap_pte of a non-anon folio");
+  assert(!folio.is_large() && "large anon folios arrive with THP");
+  if (page_anon_exclusive(page)) {
+    if (maybe_pinned == MaybePinned::kYes)
+      return make_error(Errno::kEBUSY, "the exclusive anon page may be pinned: copy it");
+    page->clear_flag(page::PageFlag::kAnonExclusive);
+  }
+  page->mapcount_add_return(1);
+  return ok();
+}
+
 page::Page* vm_normal_page(const Kernel& kernel, const arch::DecodedEntry& d) {
   assert(d.kind == arch::DecodedEntry::Kind::kPresent && "vm_normal_page of a non-present PTE");
   if (arch::has(d.prot, arch::Prot::kSpecial) || kernel.is_zero_pfn(d.pfn)) return nullptr;

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "arch/decoded_entry.h"
+#include "base/result.h"
 #include "base/types.h"
 #include "mm/kernel.h"
 #include "mm/vma.h"
@@ -36,6 +37,23 @@ void folio_add_anon_rmap_pte(page::Folio folio, page::Page* page, RmapExclusive 
 // folio_remove_rmap_pte: a PTE no longer maps `page`. The caller still owns the PTE's
 // reference and puts it after the TLB flush.
 void folio_remove_rmap_pte(page::Folio folio, page::Page* page);
+
+// GUP_PIN_COUNTING_BIAS (include/linux/mm.h): a FOLL_PIN pin of a small folio adds this
+// many references.
+inline constexpr int kGupPinCountingBias = 1024;
+// folio_maybe_dma_pinned (include/linux/mm.h): a large folio's pincount, or a small folio's
+// refcount reaching the bias (false positives allowed, as in the kernel).
+bool folio_maybe_dma_pinned(page::Folio folio);
+
+// Whether fork must treat the folio as possibly pinned (folio_needs_cow_for_dma, computed by
+// the caller: the source mm has MMF_HAS_PINNED and folio_maybe_dma_pinned; never for a
+// device-private folio, which cannot be pinned).
+enum class MaybePinned : bool { kNo, kYes };
+// folio_try_dup_anon_rmap_pte (include/linux/rmap.h): fork's new PTE maps `page` too. An
+// exclusive page stops being exclusive, unless it may be pinned: then EBUSY and nothing
+// changes (the caller copies the page for the child instead). REQUIRES: the caller holds the
+// reference the new PTE will own, and the source page-table lock.
+Status folio_try_dup_anon_rmap_pte(page::Folio folio, page::Page* page, MaybePinned maybe_pinned);
 
 // vm_normal_page (mm/memory.c): the page a present PTE maps, or null for a special entry
 // (the zero page). REQUIRES: d.kind == kPresent.

@@ -20,6 +20,7 @@
 
 #include "arch/entry.h"
 #include "arch/swap_numbering.h"
+#include "base/lock.h"
 #include "base/result.h"
 #include "base/types.h"
 #include "page/folio.h"
@@ -97,6 +98,12 @@ class Kernel {
     device_private_handler_.store(handler, std::memory_order_release);
   }
 
+  // ---- the anon rmap (rmap.h) ----
+  // anon_vma->root->rwsem, one per machine (a simplification: see docs/mm.md). Held for read
+  // by rmap walks; for write by every change to any mm's VMA set or VMA fields, to the anon_vma
+  // tree, and by every unhooking of page tables.
+  RwLock& anon_vma_lock() RETURN_CAPABILITY(anon_vma_lock_) { return anon_vma_lock_; }
+
   // Mm lifetime bookkeeping (Mm's constructor and destructor).
   void mm_created() { live_mms_.fetch_add(1, std::memory_order_relaxed); }
   void mm_destroyed() { live_mms_.fetch_sub(1, std::memory_order_relaxed); }
@@ -112,6 +119,7 @@ class Kernel {
   Pfn zero_pfn_;
   std::atomic<DevicePrivateFaultHandler*> device_private_handler_{nullptr};
   std::atomic<int> live_mms_{0};
+  RwLock anon_vma_lock_{LockRank::kAnonVma};
 };
 
 }  // namespace dpmm::mm

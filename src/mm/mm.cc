@@ -1,7 +1,10 @@
 #include "mm/mm.h"
 
+#include "mm/rmap.h"
+
 #include <cassert>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -13,20 +16,6 @@ namespace {
 thread_local int tls_hw_walk_depth = 0;
 
 }  // namespace
-
-std::string_view mmu_notify_event_name(MmuNotifyEvent e) {
-  switch (e) {
-    case MmuNotifyEvent::kUnmap: return "MMU_NOTIFY_UNMAP";
-    case MmuNotifyEvent::kClear: return "MMU_NOTIFY_CLEAR";
-    case MmuNotifyEvent::kProtectionVma: return "MMU_NOTIFY_PROTECTION_VMA";
-    case MmuNotifyEvent::kProtectionPage: return "MMU_NOTIFY_PROTECTION_PAGE";
-    case MmuNotifyEvent::kSoftDirty: return "MMU_NOTIFY_SOFT_DIRTY";
-    case MmuNotifyEvent::kRelease: return "MMU_NOTIFY_RELEASE";
-    case MmuNotifyEvent::kMigrate: return "MMU_NOTIFY_MIGRATE";
-    case MmuNotifyEvent::kExclusive: return "MMU_NOTIFY_EXCLUSIVE";
-  }
-  return "MMU_NOTIFY_?";
-}
 
 Result<std::unique_ptr<Mm>> Mm::create(Kernel& kernel) {
   std::unique_ptr<PageTable> table = TRY(PageTable::create(kernel));
@@ -41,15 +30,29 @@ Mm::Mm(Kernel& kernel, std::unique_ptr<PageTable> table)
 Mm::~Mm() {
   {
     WriteLocker guard(mmap_lock_);
+    // exit_mmap: mmu_notifier_release first, then unmap_vmas under MMU_NOTIFY_UNMAP (heard only
+    // by subscribers that outlive release, mmu_notifier.h).
+    notifiers_.release(*this);
     const MmuNotifierRange range =
-        notifier_range(MmuNotifyEvent::kRelease, VirtAddr(0), VirtAddr(kPgtableTop));
+        notifier_range(MmuNotifyEvent::kUnmap, VirtAddr(0), VirtAddr(kPgtableTop));
     invalidate_range_start(range);
     MmuGather tlb(*this, VirtAddr(0), VirtAddr(kPgtableTop));
     for (const auto& [start, vma] : vmas_) zap_range_locked(vma, vma.start, vma.end, tlb);
-    tlb.remove_tables(page_table_->free_pgd_range(VirtAddr(0), VirtAddr(kPgtableTop),
-                                                  VirtAddr(0), VirtAddr(kPgtableTop)));
+    {
+      WriteLocker rmap(kernel_.anon_vma_lock());
+      tlb.remove_tables(page_table_->free_pgd_range(VirtAddr(0), VirtAddr(kPgtableTop),
+                                                    VirtAddr(0), VirtAddr(kPgtableTop)));
+      vmas_.clear();
+      // unlink_anon_vmas: this mm's references go; an anon_vma forked from stays for its
+      // children's folios.
+      std::vector<AnonVma*> mine =
+          anon_vmas_.with([](std::vector<AnonVma*>& all) { return std::exchange(all, {}); });
+      for (AnonVma* a : mine) {
+        a->mm = nullptr;
+        put_anon_vma_locked(kernel_, a);
+      }
+    }
     tlb.finish();
-    vmas_.clear();
     invalidate_range_end(range);
   }
   page_table_.reset();
@@ -86,9 +89,9 @@ AnonVma* Mm::anon_vma_prepare(const Vma& vma) {
   if (AnonVma* a = vma.anon_vma()) return a;
   SpinLocker guard(page_table_->lock());
   if (AnonVma* a = vma.anon_vma()) return a;
-  AnonVma* a = anon_vmas_.with([&](std::vector<std::unique_ptr<AnonVma>>& all) {
-    all.push_back(std::make_unique<AnonVma>(AnonVma{this}));
-    return all.back().get();
+  AnonVma* a = anon_vmas_.with([&](std::vector<AnonVma*>& all) {
+    all.push_back(anon_vma_alloc(*this));
+    return all.back();
   });
   vma.set_anon_vma(a);
   return a;
@@ -125,11 +128,25 @@ void Mm::flush_tlb_range(VirtAddr start, VirtAddr end) {
 }
 
 void Mm::invalidate_range_start(const MmuNotifierRange& range) {
-  if (MmuNotifierHook* hook = notifier_hook_.load()) hook->invalidate_range_start(range);
+  notifiers_.invalidate_range_start(range);
 }
 
 void Mm::invalidate_range_end(const MmuNotifierRange& range) {
-  if (MmuNotifierHook* hook = notifier_hook_.load()) hook->invalidate_range_end(range);
+  notifiers_.invalidate_range_end(range);
+}
+
+Status Mm::mmu_notifier_register(MmuNotifier& n, MmuNotifierKind kind) {
+  // mm_take_all_locks: no invalidation of this mm is in flight while the list changes.
+  WriteLocker guard(mmap_lock_);
+  WriteLocker rmap(kernel_.anon_vma_lock());
+  return notifiers_.add(n, kind);
+}
+
+const Vma* Mm::rmap_vma_lookup(VirtAddr addr) const {
+  auto it = vmas_.upper_bound(addr.raw());
+  if (it == vmas_.begin()) return nullptr;
+  const Vma& vma = std::prev(it)->second;
+  return vma.contains(addr) ? &vma : nullptr;
 }
 
 std::string Mm::maps() {

@@ -17,7 +17,11 @@
 // guarantees: after it returns, no CPU uses a translation from before the change. Every path
 // that downgrades or removes an entry flushes before it frees what the entry pointed to.
 //
-// MMU-notifier seam: invalidate_range_start/end (mmu_notifier_seam.h).
+// MMU notifiers: invalidate_range_start/end and per-mm subscriptions (mmu_notifier.h).
+//
+// fork (fork.cc) and the anon rmap (rmap.h): every change to the VMA set or to a VMA's fields,
+// and every unhooking of page tables, also holds Kernel::anon_vma_lock() for write, so an rmap
+// walk (which holds it for read) may look at the VMAs and page tables of any mm.
 #pragma once
 
 #include <array>
@@ -33,7 +37,7 @@
 #include "base/types.h"
 #include "mm/kernel.h"
 #include "mm/mman.h"
-#include "mm/mmu_notifier_seam.h"
+#include "mm/mmu_notifier.h"
 #include "mm/page_table.h"
 #include "mm/vma.h"
 
@@ -137,15 +141,42 @@ class Mm {
   void flush_tlb_range(VirtAddr start, VirtAddr end);
   uint64_t tlb_flush_generation() const { return tlb_gen_.load(std::memory_order_acquire); }
 
-  // ---- MMU-notifier seam ----
-  // REQUIRES: no invalidation in progress; phase 2 replaces this with subscriptions.
-  void set_mmu_notifier_hook(MmuNotifierHook* hook) { notifier_hook_.store(hook); }
+  // ---- MMU notifiers (mmu_notifier.h) ----
+  // mmu_notifier_register: takes mmap_lock and the anon_vma lock for write (excluding every
+  // invalidation of this mm), then adds `n`. EEXIST when already registered; EINVAL once the
+  // mm is exiting. `n` must outlive its registration.
+  Status mmu_notifier_register(MmuNotifier& n,
+                               MmuNotifierKind kind = MmuNotifierKind::kSubscription)
+      EXCLUDES(mmap_lock_);
+  // mmu_notifier_unregister: returns once no callback into `n` is running; none follows.
+  // ENOENT when `n` is not registered. Must not be called from a callback of this mm.
+  Status mmu_notifier_unregister(MmuNotifier& n) { return notifiers_.remove(n); }
+  size_t nr_mmu_notifiers() { return notifiers_.size(); }
   void invalidate_range_start(const MmuNotifierRange& range);
   void invalidate_range_end(const MmuNotifierRange& range);
   MmuNotifierRange notifier_range(MmuNotifyEvent event, VirtAddr start, VirtAddr end,
                                   const void* owner = nullptr) {
     return MmuNotifierRange{this, start, end, event, owner};
   }
+
+  // ---- fork (fork.cc) ----
+  // dup_mmap + copy_page_range (kernel/fork.c, mm/memory.c): a new Mm with a copy of every
+  // VMA (VM_DONTCOPY skipped, VM_WIPEONFORK copied empty), anonymous pages shared
+  // copy-on-write, non-present entries copied by the kernel's rules (fork.cc). Takes
+  // mmap_lock for write.
+  //   ENOMEM  no page for the child's tables or PGD, or a device-exclusive folio was locked
+  //           (copy_pte_range's -EBUSY, which copy_pmd_range turns into -ENOMEM)
+  //   EFAULT  a device-private entry no installed handler can resolve
+  Result<std::unique_ptr<Mm>> fork() EXCLUDES(mmap_lock_);
+  // MMF_HAS_PINNED: some page of this mm was ever pinned (GUP FOLL_PIN). Makes fork check
+  // folio_maybe_dma_pinned and copy pinned anon pages at once.
+  void set_has_pinned() { has_pinned_.store(true, std::memory_order_relaxed); }
+  bool has_pinned() const { return has_pinned_.load(std::memory_order_relaxed); }
+
+  // ---- rmap (rmap.h) ----
+  // The VMA containing addr, for an rmap walk. REQUIRES: kernel().anon_vma_lock() held (every
+  // writer of the VMA set holds it for write), not necessarily mmap_lock.
+  const Vma* rmap_vma_lookup(VirtAddr addr) const NO_THREAD_SAFETY_ANALYSIS;
 
   // ---- statistics ----
   uint64_t nr_faults() const { return nr_faults_.load(std::memory_order_relaxed); }
@@ -187,6 +218,15 @@ class Mm {
   void change_protection_locked(const Vma& vma, VirtAddr start, VirtAddr end)
       REQUIRES(mmap_lock_);
 
+  // fork.cc
+  Status dup_mmap_locked(Mm& child) REQUIRES(mmap_lock_);
+  Status copy_page_range_locked(Mm& child, const Vma& dst_vma, const Vma& src_vma)
+      REQUIRES(mmap_lock_);
+  // The child of a fork is reachable by no one but the forking thread until fork returns, so
+  // its VMAs are written without taking its mmap_lock (the kernel's mmap_write_lock_nested,
+  // which dpmm's RwLock and lock ranks have no form for).
+  void assert_private_to_fork() const ASSERT_CAPABILITY(mmap_lock_) {}
+
   // zap.cc: unmap_page_range over [start, end) of `vma`, handing pages to `tlb`.
   void zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb)
       REQUIRES(mmap_lock_);
@@ -195,12 +235,14 @@ class Mm {
   std::unique_ptr<PageTable> page_table_;
   RwLock mmap_lock_{LockRank::kMmapLock};
   VmaMap vmas_ GUARDED_BY(mmap_lock_);
-  // anon_vmas prepared by this mm's VMAs, alive until the mm goes (folios point at them).
-  Protected<std::vector<std::unique_ptr<AnonVma>>, Mutex> anon_vmas_{LockRank::kLeaf};
+  // The anon_vmas this mm's VMAs own (anon_vma_prepare, anon_vma_fork); the mm holds one
+  // reference on each and drops it at exit (rmap.h).
+  Protected<std::vector<AnonVma*>, Mutex> anon_vmas_{LockRank::kLeaf};
   std::array<std::atomic<int64_t>, static_cast<unsigned>(RssMember::kCount)> rss_{};
   std::atomic<uint64_t> tlb_gen_{0};
   std::atomic<int64_t> hw_walkers_{0};
-  std::atomic<MmuNotifierHook*> notifier_hook_{nullptr};
+  MmuNotifierSubscriptions notifiers_;
+  std::atomic<bool> has_pinned_{false};
   std::atomic<uint64_t> nr_faults_{0};
 };
 

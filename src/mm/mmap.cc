@@ -1,6 +1,7 @@
 // mmap for anonymous private mappings (mm/mmap.c do_mmap, __get_unmapped_area,
 // generic_get_unmapped_area_topdown; mm/vma.c mmap_region).
 #include <cassert>
+#include <tuple>
 
 #include "mm/mm.h"
 
@@ -97,10 +98,15 @@ Result<VirtAddr> Mm::mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags 
   if (has(vm_flags, VmFlags::kWrite) && !has(vm_flags, VmFlags::kNoReserve))
     vm_flags |= VmFlags::kAccount;
   // An anonymous VMA's pgoff is its start page (mmap_region: pgoff = addr >> PAGE_SHIFT).
-  auto [it, inserted] =
-      vmas_.emplace(start.raw(), Vma(start, end, vm_flags, start.raw() >> kPageShift));
-  assert(inserted && "get_unmapped_area returned a used range");
-  (void)inserted;
+  VmaMap::iterator it;
+  {
+    WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
+    bool inserted = false;
+    std::tie(it, inserted) =
+        vmas_.emplace(start.raw(), Vma(start, end, vm_flags, start.raw() >> kPageShift));
+    assert(inserted && "get_unmapped_area returned a used range");
+    (void)inserted;
+  }
   merge_around_locked(it);
   return start;
 }

@@ -61,8 +61,11 @@ Status Mm::mprotect_fixup_locked(VmaMap::iterator it, VirtAddr start, VirtAddr e
   if (it->second.start < start) it = TRY(split_vma_locked(it, start));
   if (it->second.end > end) TRY(split_vma_locked(it, end));
   Vma& vma = it->second;
-  vma.flags = newflags;
-  vma.page_prot = vm_get_page_prot(newflags);
+  {
+    WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
+    vma.flags = newflags;
+    vma.page_prot = vm_get_page_prot(newflags);
+  }
   const MmuNotifierRange range = notifier_range(MmuNotifyEvent::kProtectionVma, start, end);
   invalidate_range_start(range);
   change_protection_locked(vma, start, end);

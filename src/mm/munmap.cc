@@ -34,10 +34,14 @@ Status Mm::do_munmap_locked(VirtAddr start, VirtAddr end) {
   MmuGather tlb(*this, start, end);
   auto stop = vmas_.lower_bound(end.raw());
   for (auto v = it; v != stop; ++v) zap_range_locked(v->second, v->second.start, v->second.end, tlb);
-  vmas_.erase(it, stop);
-  // free_pgtables: tables serving only the hole between the neighbours go.
-  tlb.remove_tables(page_table_->free_pgd_range(start, end, floor_below_locked(start),
-                                                ceiling_above_locked(end)));
+  {
+    // rmap walks read VMAs and walk page tables (rmap.h).
+    WriteLocker rmap(kernel_.anon_vma_lock());
+    vmas_.erase(it, stop);
+    // free_pgtables: tables serving only the hole between the neighbours go.
+    tlb.remove_tables(page_table_->free_pgd_range(start, end, floor_below_locked(start),
+                                                  ceiling_above_locked(end)));
+  }
   tlb.finish();
   invalidate_range_end(range);
   return ok();

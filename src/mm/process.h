@@ -28,6 +28,8 @@ class Process {
     return mm_->mmap(VirtAddr(0), len, prot, MmapFlags::kPrivate | MmapFlags::kAnonymous);
   }
   Status munmap(VirtAddr addr, uint64_t len) { return mm_->munmap(addr, len); }
+  // fork(): a child process with a copy-on-write copy of this one's memory (Mm::fork).
+  Result<std::unique_ptr<Process>> fork();
   Status mprotect(VirtAddr addr, uint64_t len, MmapProt prot) {
     return mm_->mprotect(addr, len, prot);
   }

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "arch/entry_bits.h"
 #include "base/types.h"
@@ -23,10 +24,15 @@ namespace dpmm::mm {
 
 class Mm;
 
-// struct anon_vma. Phase 2 (rmap) adds its root, rwsem (LockRank::kAnonVma) and tree of
-// anon_vma_chains. Owned by its Mm; alive until the Mm is destroyed.
+// struct anon_vma, as a tree that follows fork (rmap.h): a VMA's anon_vma is created by
+// anon_vma_prepare (no parent) or by fork (parent: the anon_vma of the VMA it was copied
+// from). Every field is guarded by Kernel::anon_vma_lock(). Freed when its last reference
+// goes: its mm's (dropped at exit) and one per child.
 struct AnonVma {
-  Mm* mm = nullptr;
+  Mm* mm = nullptr;                 // the mm whose VMAs use it; null once that mm exited
+  AnonVma* parent = nullptr;        // anon_vma->parent
+  std::vector<AnonVma*> children;   // the anon_vmas forked from this one
+  int refcount = 1;                 // anon_vma->refcount
 };
 
 struct Vma {

@@ -16,6 +16,7 @@ Result<Mm::VmaMap::iterator> Mm::split_vma_locked(VmaMap::iterator it, VirtAddr 
   Vma hi = lo;
   hi.start = addr;
   hi.pgoff = lo.pgoff + ((addr - lo.start) >> kPageShift);
+  WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
   lo.end = addr;
   return vmas_.emplace_hint(std::next(it), addr.raw(), hi);
 }
@@ -28,6 +29,7 @@ bool Mm::can_merge(const Vma& lo, const Vma& hi) {
 }
 
 Mm::VmaMap::iterator Mm::merge_around_locked(VmaMap::iterator it) {
+  WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
   if (auto next = std::next(it); next != vmas_.end() && can_merge(it->second, next->second)) {
     it->second.end = next->second.end;
     if (it->second.anon_vma() == nullptr) it->second.set_anon_vma(next->second.anon_vma());

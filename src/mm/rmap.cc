@@ -1,0 +1,85 @@
+#include "mm/rmap.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace dpmm::mm {
+
+AnonVma* anon_vma_alloc(Mm& mm) { return new AnonVma{&mm, nullptr, {}, 1}; }
+
+AnonVma* anon_vma_fork_locked(Kernel& k, Mm& child_mm, AnonVma* parent) {
+  (void)k;
+  assert(parent != nullptr && "anon_vma_fork without a parent anon_vma");
+  AnonVma* child = new AnonVma{&child_mm, parent, {}, 1};
+  parent->refcount++;
+  parent->children.push_back(child);
+  return child;
+}
+
+void put_anon_vma_locked(Kernel& k, AnonVma* anon_vma) {
+  while (anon_vma != nullptr) {
+    assert(anon_vma->refcount > 0 && "put_anon_vma underflow");
+    if (--anon_vma->refcount > 0) return;
+    assert(anon_vma->children.empty() && "a child holds a reference on its parent");
+    AnonVma* parent = anon_vma->parent;
+    if (parent != nullptr) std::erase(parent->children, anon_vma);
+    delete anon_vma;
+    anon_vma = parent;  // the freed child's reference on its parent
+  }
+  (void)k;
+}
+
+AnonVma* folio_anon_vma(page::Folio folio) {
+  const uint64_t w = folio.mapping_word();
+  if ((w & page::kFolioMappingFlags) != page::kFolioMappingAnon) return nullptr;
+  return reinterpret_cast<AnonVma*>(w & ~page::kFolioMappingFlags);
+}
+
+std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff) {
+  if (pgoff < vma.pgoff) return std::nullopt;
+  const uint64_t pages = vma.size() >> kPageShift;
+  if (pgoff - vma.pgoff >= pages) return std::nullopt;
+  return vma.start + ((pgoff - vma.pgoff) << kPageShift);
+}
+
+void rmap_walk(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
+  ReadLocker guard(k.anon_vma_lock());
+  rmap_walk_locked(k, folio, visit);
+}
+
+void rmap_walk_locked(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
+  (void)k;
+  AnonVma* root = folio_anon_vma(folio);
+  if (root == nullptr) return;
+  const uint64_t pgoff = folio.index();
+  // rmap_walk_anon: the anon_vma and every anon_vma forked from it, depth first.
+  std::vector<AnonVma*> stack{root};
+  while (!stack.empty()) {
+    AnonVma* av = stack.back();
+    stack.pop_back();
+    for (AnonVma* c : av->children) stack.push_back(c);
+    if (av->mm == nullptr) continue;  // its mm exited; descendants may still map the folio
+    // The folio's address is the same in every mm of the tree (rmap.h); find the VMA there
+    // and check that it is one of av's.
+    const VirtAddr guess(pgoff << kPageShift);
+    const Vma* vma = av->mm->rmap_vma_lookup(guess);
+    if (vma == nullptr || vma->anon_vma() != av) continue;
+    const std::optional<VirtAddr> address = vma_address(*vma, pgoff);
+    if (!address) continue;
+    if (!visit(*av->mm, *vma, *address)) return;
+  }
+}
+
+std::vector<RmapMapping> folio_find_mappings(Kernel& k, page::Folio folio,
+                                             arch::PfnOrOffset target, PvmwFlags flags) {
+  std::vector<RmapMapping> out;
+  rmap_walk(k, folio, [&](Mm& mm, const Vma& vma, VirtAddr address) {
+    SpinLocker guard(mm.page_table().lock());
+    if (auto found = page_vma_mapped_walk(mm, vma, address, target, flags))
+      out.push_back(RmapMapping{&mm, found->address, found->entry});
+    return true;
+  });
+  return out;
+}
+
+}  // namespace dpmm::mm
