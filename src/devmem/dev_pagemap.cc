@@ -92,7 +92,7 @@ void DevPagemap::folio_release(page::Folio folio) {
   }
   // PRIVATE and COHERENT: the stale mapping (anon tag bits included) must not survive.
   folio.set_mapping_word(0);
-  assert(has_op(config_.ops->provided(), PagemapOps::kFolioFree) &&
+  assert(has(config_.ops->provided(), PagemapOps::kFolioFree) &&
          "a registered pagemap without folio_free");
   config_.ops->folio_free(folio);
   nr_folio_frees_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +173,7 @@ void zone_device_private_split_cb(page::Folio orig, std::optional<page::Folio> t
   DevPagemap* pgmap = orig.pgmap();
   assert(pgmap != nullptr && pgmap->type() == MemoryType::kDevicePrivate &&
          "split callback of a folio that is not device-private");
-  if (has_op(pgmap->ops()->provided(), PagemapOps::kFolioSplit)) {
+  if (has(pgmap->ops()->provided(), PagemapOps::kFolioSplit)) {
     pgmap->ops()->folio_split(orig, tail);
     return;
   }

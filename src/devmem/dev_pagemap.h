@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/flags.h"
 #include "arch/pfn_or_offset.h"
 #include "base/result.h"
 #include "base/types.h"
@@ -74,12 +75,7 @@ enum class PagemapOps : uint8_t {
   kMigrateToRam = 1 << 1,
   kFolioSplit = 1 << 2,
 };
-constexpr PagemapOps operator|(PagemapOps a, PagemapOps b) {
-  return static_cast<PagemapOps>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
-}
-constexpr bool has_op(PagemapOps set, PagemapOps op) {
-  return (static_cast<uint8_t>(set) & static_cast<uint8_t>(op)) != 0;
-}
+DPMM_FLAG_OPS(PagemapOps)
 
 // struct dev_pagemap_ops. Only the ops named by provided() are ever called; the defaults of
 // the others abort.

@@ -63,10 +63,10 @@ Result<unsigned> DeviceMemory::resolve_nid(int nid) const {
 Status DeviceMemory::validate_ops(const DevPagemap& pgmap, const char* caller) const {
   const DevPagemapConfig& c = pgmap.config();
   const PagemapOps provided = c.ops == nullptr ? PagemapOps::kNone : c.ops->provided();
-  if (c.type == MemoryType::kDevicePrivate && !has_op(provided, PagemapOps::kMigrateToRam)) {
+  if (c.type == MemoryType::kDevicePrivate && !has(provided, PagemapOps::kMigrateToRam)) {
     return make_error(Errno::kEINVAL, "{}: Missing migrate_to_ram method", caller);
   }
-  if (!has_op(provided, PagemapOps::kFolioFree)) {
+  if (!has(provided, PagemapOps::kFolioFree)) {
     return make_error(Errno::kEINVAL, "{}: Missing folio_free method", caller);
   }
   if (c.owner == nullptr) return make_error(Errno::kEINVAL, "{}: Missing owner", caller);
@@ -398,16 +398,19 @@ Result<page::Page*> DeviceMemory::device_private_offset_to_page(DevPrivOffset of
                       "private address space",
                       offset);
   }
+  // The lock-free lookup (DevicePrivateSpace::load_pgmap). The pagemap's range and page
+  // array are stable while the caller holds a reference to the page or pagemap (the kernel's
+  // rule too).
   const uint64_t limit = space_.max() >> kPageShift;
-  const std::optional<DevicePrivateRange> r =
-      offset.raw() <= limit ? space_.load(offset.raw() << kPageShift) : std::nullopt;
-  if (!r.has_value()) {
+  DevPagemap* const pgmap =
+      offset.raw() <= limit ? space_.load_pgmap(offset.raw() << kPageShift) : nullptr;
+  if (pgmap == nullptr) {
     return make_error(Errno::kENOENT,
                       "device_private_offset_to_page({}): no pagemap holds this offset "
                       "(WARN_ON_ONCE)",
                       offset);
   }
-  return r->pgmap->pages_ + (offset.raw() - (r->start >> kPageShift));
+  return pgmap->pages_ + (offset.raw() - (pgmap->range_.start >> kPageShift));
 }
 
 DevPrivOffset DeviceMemory::device_private_page_to_offset(const page::Page* page) const {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/flags.h"
 #include "base/lock.h"
 #include "base/types.h"
 #include "mm/mm.h"
@@ -34,12 +35,7 @@ enum class FaultFlags : uint16_t {
   kRemote = 0x80,        // FAULT_FLAG_REMOTE
   kInstruction = 0x100,  // FAULT_FLAG_INSTRUCTION
 };
-constexpr FaultFlags operator|(FaultFlags a, FaultFlags b) {
-  return static_cast<FaultFlags>(static_cast<uint16_t>(a) | static_cast<uint16_t>(b));
-}
-constexpr bool has(FaultFlags set, FaultFlags bit) {
-  return (static_cast<uint16_t>(set) & static_cast<uint16_t>(bit)) != 0;
-}
+DPMM_FLAG_OPS(FaultFlags)
 
 // The outcome of one fault (vm_fault_t, reduced to what callers act on).
 enum class FaultOutcome : uint8_t {

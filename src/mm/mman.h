@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "base/flags.h"
+
 namespace dpmm::mm {
 
 enum class MmapProt : uint32_t {
@@ -36,25 +38,9 @@ enum class MmapFlags : uint32_t {
   kFixedNoreplace = 0x100000,     // MAP_FIXED_NOREPLACE
 };
 
-constexpr MmapProt operator|(MmapProt a, MmapProt b) {
-  return static_cast<MmapProt>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
-}
-constexpr MmapProt operator&(MmapProt a, MmapProt b) {
-  return static_cast<MmapProt>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
-}
-constexpr MmapProt operator~(MmapProt a) { return static_cast<MmapProt>(~static_cast<uint32_t>(a)); }
-constexpr bool has(MmapProt set, MmapProt bit) { return (set & bit) != MmapProt::kNone; }
+DPMM_FLAG_OPS(MmapProt)
 
-constexpr MmapFlags operator|(MmapFlags a, MmapFlags b) {
-  return static_cast<MmapFlags>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
-}
-constexpr MmapFlags operator&(MmapFlags a, MmapFlags b) {
-  return static_cast<MmapFlags>(static_cast<uint32_t>(a) & static_cast<uint32_t>(b));
-}
-constexpr MmapFlags operator~(MmapFlags a) {
-  return static_cast<MmapFlags>(~static_cast<uint32_t>(a));
-}
-constexpr bool has(MmapFlags set, MmapFlags bit) { return (set & bit) != MmapFlags::kNone; }
+DPMM_FLAG_OPS(MmapFlags)
 
 // Every PROT_* bit mprotect accepts here (PROT_GROWSDOWN/UP are not modelled).
 inline constexpr MmapProt kAllMmapProt = MmapProt::kRead | MmapProt::kWrite | MmapProt::kExec;

@@ -41,7 +41,7 @@ Status Mm::mprotect(VirtAddr addr, uint64_t len, MmapProt prot) {
     // Private memory becoming writable is charged to the commit limit (VM_ACCOUNT stays on a
     // later downgrade).
     if (has(newflags, VmFlags::kWrite) &&
-        !has(vma.flags, VmFlags::kAccount | VmFlags::kWrite | VmFlags::kHugetlb |
+        !has_any(vma.flags, VmFlags::kAccount | VmFlags::kWrite | VmFlags::kHugetlb |
                             VmFlags::kShared | VmFlags::kNoReserve))
       newflags |= VmFlags::kAccount;
     const VirtAddr stop = std::min(end, vma.end);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "base/flags.h"
 #include "arch/pfn_or_offset.h"
 #include "base/types.h"
 #include "mm/mm.h"
@@ -33,12 +34,7 @@ enum class PvmwFlags : uint8_t {
   kMigration = 1 << 0,      // PVMW_MIGRATION
   kDevicePrivate = 1 << 1,  // PVMW_DEVICE_PRIVATE (the dpas series): target is an offset
 };
-constexpr PvmwFlags operator|(PvmwFlags a, PvmwFlags b) {
-  return static_cast<PvmwFlags>(static_cast<uint8_t>(a) | static_cast<uint8_t>(b));
-}
-constexpr bool has(PvmwFlags set, PvmwFlags bit) {
-  return (static_cast<uint8_t>(set) & static_cast<uint8_t>(bit)) != 0;
-}
+DPMM_FLAG_OPS(PvmwFlags)
 
 // What a successful walk found (pvmw->pte, the entry read under the lock, pvmw->address).
 struct PageVmaMapped {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/flags.h"
 #include "arch/entry_bits.h"
 #include "mm/mman.h"
 
@@ -45,15 +46,7 @@ enum class VmFlags : uint64_t {
   kMergeable = 0x80000000,     // VM_MERGEABLE
 };
 
-constexpr VmFlags operator|(VmFlags a, VmFlags b) {
-  return static_cast<VmFlags>(static_cast<uint64_t>(a) | static_cast<uint64_t>(b));
-}
-constexpr VmFlags operator&(VmFlags a, VmFlags b) {
-  return static_cast<VmFlags>(static_cast<uint64_t>(a) & static_cast<uint64_t>(b));
-}
-constexpr VmFlags operator~(VmFlags a) { return static_cast<VmFlags>(~static_cast<uint64_t>(a)); }
-constexpr VmFlags& operator|=(VmFlags& a, VmFlags b) { return a = a | b; }
-constexpr bool has(VmFlags set, VmFlags bit) { return (set & bit) != VmFlags::kNone; }
+DPMM_FLAG_OPS(VmFlags)
 
 inline constexpr VmFlags kVmAccessFlags = VmFlags::kRead | VmFlags::kWrite | VmFlags::kExec;
 inline constexpr VmFlags kVmMayFlags = VmFlags::kMayRead | VmFlags::kMayWrite | VmFlags::kMayExec;
@@ -72,7 +65,7 @@ VmFlags calc_vm_flag_bits(MmapFlags flags);
 arch::Prot vm_get_page_prot(VmFlags flags);
 
 // vma_is_accessible: any of VM_READ, VM_WRITE, VM_EXEC.
-constexpr bool vma_flags_accessible(VmFlags f) { return has(f, kVmAccessFlags); }
+constexpr bool vma_flags_accessible(VmFlags f) { return has_any(f, kVmAccessFlags); }
 
 // "rw-p"-style summary as /proc/pid/maps prints it, then the other flag names:
 // "rw-p mr mw me ac".
