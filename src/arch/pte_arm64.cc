@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "arch/swap_pte.h"
+
 namespace dpmm::arch::arm64 {
 namespace {
 
@@ -73,22 +75,8 @@ Result<uint64_t> encode_present(EntryLevel level, SoftleafFormat f, Pfn pfn, Pro
 Status check_swap_leaf(EntryLevel level, Softleaf leaf, SwpBit swp) {
   if (has(swp, SwpBit::kSoftDirty))
     return make_error(Errno::kEOPNOTSUPP, "arm64 swap entries have no soft-dirty bit");
-  if (softleaf_is_none(leaf))
-    return make_error(Errno::kEINVAL, "the none softleaf has no swap PTE (it would read as "
-                                      "pte_none)");
-  TRY(softleaf_validate(leaf));
-  if (leaf.swp_offset() > kSwpOffsetFieldMask)
-    return make_error(Errno::kERANGE, "swap offset {:#x} exceeds the {}-bit arm64 offset field",
-                      leaf.swp_offset(), kSwpOffsetBits);
-  if (level == EntryLevel::kPmd) {
-    if (has(swp, SwpBit::kExclusive))
-      return make_error(Errno::kEINVAL, "PMD swap entries have no exclusive bit");
-    if (!softleaf_is_migration(leaf) && !softleaf_is_device_private(leaf))
-      return make_error(Errno::kEINVAL, "a PMD holds only migration or device-private leaves, "
-                                        "not {}",
-                        softleaf_describe(leaf));
-  }
-  return ok();
+  static constexpr SwapPteField kField{"arm64", kSwpOffsetBits, "read as pte_none"};
+  return check_swap_pte_leaf(kField, level, leaf, swp);
 }
 
 Result<uint64_t> encode_swap(EntryLevel level, Softleaf leaf, SwpBit swp) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "arch/swap_pte.h"
+
 namespace dpmm::arch::x86 {
 namespace {
 
@@ -65,22 +67,8 @@ Result<uint64_t> encode_present(EntryLevel level, SoftleafFormat f, Pfn pfn, Pro
 }
 
 Status check_swap_leaf(EntryLevel level, Softleaf leaf, SwpBit swp) {
-  if (softleaf_is_none(leaf))
-    return make_error(Errno::kEINVAL, "the none softleaf has no swap PTE (it would be slot 0 "
-                                      "of swap file 0)");
-  TRY(softleaf_validate(leaf));
-  if (leaf.swp_offset() > kSwpOffsetFieldMask)
-    return make_error(Errno::kERANGE, "swap offset {:#x} exceeds the {}-bit x86 offset field",
-                      leaf.swp_offset(), kSwpOffsetBits);
-  if (level == EntryLevel::kPmd) {
-    if (has(swp, SwpBit::kExclusive))
-      return make_error(Errno::kEINVAL, "PMD swap entries have no exclusive bit");
-    if (!softleaf_is_migration(leaf) && !softleaf_is_device_private(leaf))
-      return make_error(Errno::kEINVAL, "a PMD holds only migration or device-private leaves, "
-                                        "not {}",
-                        softleaf_describe(leaf));
-  }
-  return ok();
+  static constexpr SwapPteField kField{"x86", kSwpOffsetBits, "be slot 0 of swap file 0"};
+  return check_swap_pte_leaf(kField, level, leaf, swp);
 }
 
 // __swp_entry(): type at the top, the offset inverted just above bit 8.
