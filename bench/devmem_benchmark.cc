@@ -7,7 +7,7 @@
 // of bytes of fresh memory (measured in the same run).
 //
 // Lookup: resolving a device-private page index to its descriptor with N pagemaps
-// registered: device_private_offset_to_page (the maple-tree lookup; dpmm's sorted map) for
+// registered: device_private_offset_to_page (the maple-tree lookup; dpmm's lock-free table) for
 // dpas, pfn_to_page (the section table behind the vmemmap window) for legacy. dpas pagemaps
 // are 16 pages each; legacy ones a 128 MiB section each (request_free_mem_region's
 // granularity), so legacy runs with 1 and 64 pagemaps only: its lookup does not depend on the

@@ -33,7 +33,8 @@
 // page_to_pfn_or_offset / pfn_or_offset_to_page, whose values carry their tag.
 //
 // Concurrency: registration, unregistration and lookups may run from several threads. The
-// device private address space has its own RwLock (kPagemapTree); the registry of physical
+// device private address space serialises its writers on its own RwLock (kPagemapTree) and
+// answers offset lookups without a lock (DevicePrivateSpace::load); the registry of physical
 // pagemaps (the kernel's pgmap_array) an RwLock of rank kPagemapRegistry. Lookups hold no lock
 // once they return: as in the kernel, looking up a page of a pagemap that is being torn down
 // is the caller's bug (it must hold a page or pagemap reference).

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -529,6 +531,133 @@ TEST(Concurrency, ParallelRegistrationsGetDisjointRanges) {
     EXPECT_EQ(page_pgmap(p), m.get());
     rig->dm->unregister_pagemap(*m);
   }
+}
+
+// Lock-free lookups racing registration: readers resolve offsets without a break while two
+// writers keep registering and unregistering other pagemaps in the holes between them.
+// Every lookup of a stable pagemap must find exactly its page; every lookup elsewhere must
+// find nothing or a whole range of a churning pagemap (never a stale or mixed answer).
+TEST(Concurrency, LookupsRaceRegistrations) {
+  auto rig = make_rig("workstation-46bit", Design::kDpas);
+  DeviceMemory& dm = *rig->dm;
+  FakeOps ops;
+  constexpr uint64_t kPages = 16;
+  constexpr size_t kStable = 8;
+  // Stable pagemaps at every other 16-page slot: [0,16) [32,48) ...; the slots between, and
+  // everything above, are left to the churners.
+  std::vector<std::unique_ptr<DevPagemap>> stable, spacers;
+  for (size_t i = 0; i < kStable; ++i) {
+    stable.push_back(std::make_unique<DevPagemap>(private_config(&ops, kPages * 4096)));
+    spacers.push_back(std::make_unique<DevPagemap>(private_config(&ops, kPages * 4096)));
+    ASSERT_TRUE(dm.register_pagemap(*stable.back()).is_ok());
+    ASSERT_TRUE(dm.register_pagemap(*spacers.back()).is_ok());
+    ASSERT_EQ(stable.back()->range().start, 2 * i * kPages * 4096);
+  }
+  for (auto& m : spacers) dm.unregister_pagemap(*m);
+  const uint64_t span = 2 * kStable * kPages;  // offsets [0, span) plus 16 beyond
+  // Churners: 16 pages (fills a hole), 4 and 8 pages (several per hole, or above the stable
+  // ones). Their sizes are fixed before the threads start; readers only read those.
+  constexpr int kWriters = 2, kCycles = 150;
+  std::vector<std::unique_ptr<DevPagemap>> churn;
+  for (int w = 0; w < kWriters; ++w) {
+    for (uint64_t pages : {uint64_t{16}, uint64_t{4}, uint64_t{8}}) {
+      churn.push_back(std::make_unique<DevPagemap>(private_config(&ops, pages * 4096)));
+    }
+  }
+  auto churn_pages = [&](const DevPagemap* p) -> uint64_t {
+    for (const auto& c : churn) {
+      if (c.get() == p) return c->config().nr_pages.raw();
+    }
+    return 0;
+  };
+
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<uint64_t> stable_hits{0}, churn_hits{0}, misses{0}, failures{0};
+  std::atomic<uint64_t> churn_seen{0};  // bumped by readers as they see a churning range
+  {
+    std::vector<Thread> threads;
+    for (int r = 0; r < 2; ++r) {
+      threads.emplace_back("reader", [&, r] {
+        uint64_t x = 0x9e3779b97f4a7c15ull * (r + 1);
+        uint64_t st = 0, ch = 0, mi = 0, bad = 0;
+        while (writers_left.load(std::memory_order_acquire) > 0) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          // Half the lookups in the first hole, where the churners land first (lowest fit).
+          const uint64_t off = (x & 1) != 0 ? kPages + (x >> 1) % kPages : (x >> 1) % (span + 16);
+          const uint64_t slot = off / kPages;
+          if (slot % 2 == 0 && slot / 2 < kStable) {
+            const DevPagemap& want = *stable[slot / 2];
+            const Result<page::Page*> p = dm.device_private_offset_to_page(DevPrivOffset(off));
+            const bool right = p.is_ok() && *p == want.pages() + off % kPages &&
+                               page_pgmap(*p) == &want;
+            bad += right ? 0 : 1;
+            ++st;
+            continue;
+          }
+          // Outside the stable pagemaps: nothing, or a whole churning range holding `off`.
+          const uint64_t addr = off * 4096;
+          const std::optional<DevicePrivateRange> got = dm.device_private_space().load(addr);
+          if (!got.has_value()) {
+            ++mi;
+            continue;
+          }
+          const uint64_t pages = churn_pages(got->pgmap);
+          const bool whole = pages != 0 && got->size() == pages * 4096 &&
+                             got->start <= addr && addr <= got->last;
+          bad += whole ? 0 : 1;
+          ++ch;
+          churn_seen.fetch_add(1, std::memory_order_relaxed);
+        }
+        stable_hits += st;
+        churn_hits += ch;
+        misses += mi;
+        failures += bad;
+      });
+    }
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back("writer", [&, w] {
+        for (int c = 0; c < kCycles; ++c) {
+          DevPagemap& m = *churn[static_cast<size_t>(w * 3 + c % 3)];
+          if (dm.register_pagemap(m).is_error()) {
+            failures.fetch_add(1);
+            continue;
+          }
+          // Its own pages resolve while it holds the registration (and meanwhile the
+          // readers get a chance to see it).
+          const uint64_t seen = churn_seen.load(std::memory_order_relaxed);
+          for (uint64_t k = 0; k < 4096 && churn_seen.load(std::memory_order_relaxed) == seen;
+               ++k) {
+            if (k % 64 == 63) std::this_thread::yield();
+            const uint64_t n = k % m.nr_pages().raw();
+            const Result<page::Page*> p =
+                dm.device_private_offset_to_page(*m.range().index(n).to_offset());
+            if (!p.is_ok() || *p != m.pages() + n) failures.fetch_add(1);
+          }
+          dm.unregister_pagemap(m);
+        }
+        writers_left.fetch_sub(1, std::memory_order_acq_rel);
+      });
+    }
+  }
+  EXPECT_EQ(failures.load(), 0u);
+  EXPECT_GT(stable_hits.load(), 0u);
+  // After the race: only the stable pagemaps remain, and the holes and churn ranges miss.
+  EXPECT_EQ(dm.nr_pagemaps(), kStable);
+  for (uint64_t off = 0; off < span + 16; ++off) {
+    const uint64_t slot = off / kPages;
+    const Result<page::Page*> p = dm.device_private_offset_to_page(DevPrivOffset(off));
+    if (slot % 2 == 0 && slot / 2 < kStable) {
+      ASSERT_TRUE(p.is_ok()) << off;
+      EXPECT_EQ(*p, stable[slot / 2]->pages() + off % kPages);
+    } else {
+      ASSERT_TRUE(p.is_error()) << off;
+      EXPECT_EQ(p.error().code(), Errno::kENOENT);
+    }
+  }
+  ::testing::Test::RecordProperty("stable_hits", std::to_string(stable_hits.load()));
+  ::testing::Test::RecordProperty("churn_hits", std::to_string(churn_hits.load()));
+  ::testing::Test::RecordProperty("misses", std::to_string(misses.load()));
+  for (auto& m : stable) dm.unregister_pagemap(*m);
 }
 
 }  // namespace

@@ -52,6 +52,50 @@ TEST(DevicePrivateSpace, Errors) {
   EXPECT_EQ(s.nr_ranges(), 0u);
 }
 
+// One huge range below many small ones: the lookup index's buckets then hold many starts
+// each (the binary-search fallback), and the tables grow 16 -> 32 -> ... -> 1024 slots.
+TEST(DevicePrivateSpace, SkewedLayoutResolvesEveryRange) {
+  DevicePrivateSpace s(46);
+  EXPECT_EQ(*s.alloc_range(owner(0), 80 * kGiB), 0u);
+  constexpr uint64_t kSmall = 1000;
+  std::vector<DevicePrivateRange> want{{0, 80 * kGiB - 1, owner(0)}};
+  uint64_t next = 80 * kGiB;
+  for (uint64_t i = 1; i <= kSmall; ++i) {
+    const uint64_t size = 4096 * (1 + i % 3);
+    EXPECT_EQ(*s.alloc_range(owner(i), size), next);
+    want.push_back({next, next + size - 1, owner(i)});
+    next += size;
+  }
+  EXPECT_EQ(s.ranges(), want);
+  auto check = [&] {
+    for (const DevicePrivateRange& r : want) {
+      for (uint64_t addr : {r.start, r.start + r.size() / 2, r.last}) {
+        const auto got = s.load(addr);
+        ASSERT_TRUE(got.has_value()) << addr;
+        EXPECT_EQ(*got, r);
+        EXPECT_EQ(s.load_pgmap(addr), r.pgmap);
+      }
+    }
+    EXPECT_FALSE(s.load(next).has_value());
+    EXPECT_EQ(s.load_pgmap(next), nullptr);
+  };
+  check();
+  // Erase every other small range: their bytes miss, the others still resolve.
+  std::vector<DevicePrivateRange> kept{want[0]};
+  for (uint64_t i = 1; i <= kSmall; ++i) {
+    if (i % 2 == 0) {
+      kept.push_back(want[i]);
+      continue;
+    }
+    EXPECT_EQ(*s.erase(want[i].last), owner(i));
+    EXPECT_FALSE(s.load(want[i].start).has_value());
+    EXPECT_EQ(s.load_pgmap(want[i].last), nullptr);
+  }
+  want = kept;
+  EXPECT_EQ(s.ranges(), want);
+  check();
+}
+
 // Brute force over 256 units of 16 MiB (a 32-bit space): lowest fit, no overlap, exact lookups.
 RC_GTEST_PROP(DevicePrivateSpace, MatchesBruteForce, ()) {
   constexpr unsigned kUnitShift = 24;
