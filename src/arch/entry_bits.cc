@@ -36,6 +36,21 @@ std::string prot_to_string(Prot p) {
   return join_bits(p, kNames);
 }
 
+Status check_prot(Prot p) {
+  if (has(p, Prot::kProtNone) &&
+      has_any(p, Prot::kWrite | Prot::kUser | Prot::kExec | Prot::kGlobal)) {
+    return make_error(Errno::kEINVAL, "PROT_NONE entries carry no write/user/exec/global ({})",
+                      prot_to_string(p));
+  }
+  if (has(p, Prot::kUffdWp) && has(p, Prot::kWrite)) {
+    return make_error(Errno::kEINVAL, "a uffd-wp entry is write-protected; drop write");
+  }
+  if (has(p, Prot::kUser) && has(p, Prot::kGlobal)) {
+    return make_error(Errno::kEINVAL, "user mappings are never global");
+  }
+  return ok();
+}
+
 std::string swp_bits_to_string(SwpBit b) {
   static constexpr std::array<std::pair<SwpBit, std::string_view>, 3> kNames{{
       {SwpBit::kExclusive, "exclusive"},

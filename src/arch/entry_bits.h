@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/flags.h"
+#include "base/result.h"
 
 namespace dpmm::arch {
 
@@ -32,6 +33,11 @@ inline constexpr Prot kAllProt = static_cast<Prot>((1u << 10) - 1);
 
 // "write|user|accessed"; "none" for the empty set.
 std::string prot_to_string(Prot p);
+
+// The rules every arch's present entry obeys, whatever its bits: a PROT_NONE entry carries no
+// write, user, exec or global bit; a uffd-wp entry is not writable; a user mapping is never
+// global. EINVAL naming the rule. Arch-specific refusals (arm64 soft-dirty) are the arch's.
+Status check_prot(Prot p);
 
 enum class SwpBit : uint8_t {
   kNone = 0,

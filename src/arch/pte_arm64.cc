@@ -26,22 +26,15 @@ uint64_t addr_mask_for(EntryLevel level) {
   return level == EntryLevel::kPmd ? kPmdAddrMask : kAddrMask;
 }
 
-Status check_prot(Prot prot) {
+// The arch-neutral rules plus arm64's own: no soft-dirty tracking at all.
+Status check_arm64_prot(Prot prot) {
   if (has(prot, Prot::kSoftDirty))
     return make_error(Errno::kEOPNOTSUPP, "arm64 has no soft-dirty bit");
-  if (has(prot, Prot::kProtNone) &&
-      has_any(prot, Prot::kWrite | Prot::kUser | Prot::kExec | Prot::kGlobal))
-    return make_error(Errno::kEINVAL, "PROT_NONE entries carry no write/user/exec/global ({})",
-                      prot_to_string(prot));
-  if (has(prot, Prot::kUffdWp) && has(prot, Prot::kWrite))
-    return make_error(Errno::kEINVAL, "a uffd-wp entry is write-protected; drop write");
-  if (has(prot, Prot::kUser) && has(prot, Prot::kGlobal))
-    return make_error(Errno::kEINVAL, "user mappings are never global (PTE_NG)");
-  return ok();
+  return check_prot(prot);
 }
 
 Result<uint64_t> encode_present(EntryLevel level, SoftleafFormat f, Pfn pfn, Prot prot) {
-  TRY(check_prot(prot));
+  TRY(check_arm64_prot(prot));
   const uint64_t max_pfn = kAddrMask >> kPageShift;
   if (pfn.raw() > f.pfn_mask() || pfn.raw() > max_pfn)
     return make_error(Errno::kERANGE, "{} is beyond the 48-bit physical address space", pfn);

@@ -29,18 +29,6 @@ bool word_is_present(EntryLevel level, uint64_t w) {
 
 bool is_pmd_table(uint64_t w) { return (w & kPresent) && !(w & kPse); }
 
-Status check_prot(Prot prot) {
-  if (has(prot, Prot::kProtNone) &&
-      has_any(prot, Prot::kWrite | Prot::kUser | Prot::kExec | Prot::kGlobal))
-    return make_error(Errno::kEINVAL, "PROT_NONE entries carry no write/user/exec/global ({})",
-                      prot_to_string(prot));
-  if (has(prot, Prot::kUffdWp) && has(prot, Prot::kWrite))
-    return make_error(Errno::kEINVAL, "a uffd-wp entry is write-protected; drop write");
-  if (has(prot, Prot::kUser) && has(prot, Prot::kGlobal))
-    return make_error(Errno::kEINVAL, "user mappings are never global");
-  return ok();
-}
-
 // pfn_pte()/pfn_pmd(): flags from prot, PFN inverted when the word is non-present.
 Result<uint64_t> encode_present(EntryLevel level, SoftleafFormat f, Pfn pfn, Prot prot) {
   TRY(check_prot(prot));
