@@ -63,12 +63,12 @@ Result<ResourceTree::Node*> ResourceTree::gfr_claim_locked(Node* base, uint64_t 
     got->desc = desc;
     return got;
   }
-  auto n = std::make_unique<Node>();
-  n->start = addr;
-  n->end = addr + size - 1;
-  n->name = name;
-  n->desc = desc;
-  n->flags = IoresourceFlags::kMem;
+  std::unique_ptr<Node> n = new_node(NewResource{
+      .range = PhysRange{PhysAddr(addr), PhysAddr(addr + size - 1)},
+      .name = name,
+      .flags = IoresourceFlags::kMem,
+      .desc = desc,
+  });
   if (Node* conflict = insert_resource_locked(base, n.get())) {
     return make_error(Errno::kEBUSY, "insert_resource: conflict with {}",
                       node_words(conflict->start, conflict->end, conflict->name));

@@ -148,16 +148,22 @@ ResourceTree::Node* ResourceTree::insert_resource_locked(Node* parent, Node* n) 
   return nullptr;
 }
 
-Result<ResourceId> ResourceTree::request_resource(ResourceId parent, NewResource r) {
-  MutexLocker l(lock_);
-  Node* p = lookup_locked(parent);
-  if (!p) return make_error(Errno::kENOENT, "request_resource: no resource with id {}", parent.raw());
+// A detached node holding `r`, for the request and insert paths to place.
+std::unique_ptr<ResourceTree::Node> ResourceTree::new_node(NewResource r) {
   auto n = std::make_unique<Node>();
   n->start = r.range.start.raw();
   n->end = r.range.end.raw();
   n->name = std::move(r.name);
   n->flags = r.flags;
   n->desc = r.desc;
+  return n;
+}
+
+Result<ResourceId> ResourceTree::request_resource(ResourceId parent, NewResource r) {
+  MutexLocker l(lock_);
+  Node* p = lookup_locked(parent);
+  if (!p) return make_error(Errno::kENOENT, "request_resource: no resource with id {}", parent.raw());
+  std::unique_ptr<Node> n = new_node(std::move(r));
   if (Node* conflict = request_resource_locked(p, n.get())) {
     if (conflict == p) {
       return make_error(Errno::kEBUSY, "request_resource: {} does not lie inside {}",
@@ -175,12 +181,7 @@ Result<ResourceId> ResourceTree::insert_resource(ResourceId parent, NewResource 
   MutexLocker l(lock_);
   Node* p = lookup_locked(parent);
   if (!p) return make_error(Errno::kENOENT, "insert_resource: no resource with id {}", parent.raw());
-  auto n = std::make_unique<Node>();
-  n->start = r.range.start.raw();
-  n->end = r.range.end.raw();
-  n->name = std::move(r.name);
-  n->flags = r.flags;
-  n->desc = r.desc;
+  std::unique_ptr<Node> n = new_node(std::move(r));
   if (Node* conflict = insert_resource_locked(p, n.get())) {
     if (conflict->parent == nullptr || conflict == p) {
       return make_error(Errno::kEBUSY, "insert_resource: {} does not lie inside {}",

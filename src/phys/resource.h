@@ -180,6 +180,7 @@ class ResourceTree {
   struct Node;
 
   Node* lookup_locked(ResourceId r) const REQUIRES(lock_);
+  static std::unique_ptr<Node> new_node(NewResource r);
   Node* adopt_locked(std::unique_ptr<Node> n) REQUIRES(lock_);
   void forget_subtree_locked(Node* n) REQUIRES(lock_);
   ResourceInfo snapshot_locked(const Node* n) const REQUIRES(lock_);
