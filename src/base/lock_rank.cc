@@ -15,6 +15,7 @@ const char* lock_rank_name(LockRank r) {
     case LockRank::kIMmapRwsem: return "i_mmap_rwsem";
     case LockRank::kAnonVma: return "anon_vma";
     case LockRank::kMmuNotifier: return "mmu_notifier";
+    case LockRank::kMmuIntervalTree: return "mmu_interval_tree";
     case LockRank::kDeviceMutex: return "device_mutex";
     case LockRank::kPageTable: return "page_table";
     case LockRank::kPagemapTree: return "pagemap_tree";

@@ -23,7 +23,10 @@ enum class LockRank : uint8_t {
   kFolioLock,          // PG_locked; nestable (migration locks many folios)
   kIMmapRwsem,         // address_space->i_mmap_rwsem
   kAnonVma,            // anon_vma->rwsem
-  kMmuNotifier,        // mmu_notifier subscription list and interval-tree state
+  kMmuNotifier,        // mmu_notifier subscription list
+  kMmuIntervalTree,    // the interval-tree state (subscriptions->lock of mm/mmu_notifier.c):
+                       // taken inside the list's callbacks, never held across a driver's
+                       // invalidate callback
   kDeviceMutex,        // a device driver's mutex over its page table (dmirror->mutex): taken
                        // in invalidate callbacks, which run under the rmap locks above
   kPageTable,          // page-table lock (ptl); nestable (src then dst in fork)

@@ -9,6 +9,7 @@ std::string_view errno_name(Errno e) {
     case Errno::kEIO: return "EIO";
     case Errno::kENXIO: return "ENXIO";
     case Errno::kE2BIG: return "E2BIG";
+    case Errno::kEBADF: return "EBADF";
     case Errno::kEAGAIN: return "EAGAIN";
     case Errno::kENOMEM: return "ENOMEM";
     case Errno::kEACCES: return "EACCES";

@@ -27,6 +27,7 @@ enum class Errno : int {
   kEIO = 5,
   kENXIO = 6,
   kE2BIG = 7,
+  kEBADF = 9,
   kEAGAIN = 11,
   kENOMEM = 12,
   kEACCES = 13,

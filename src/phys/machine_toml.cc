@@ -15,74 +15,11 @@
 #include "base/size.h"
 #include "phys/iomem_parser.h"
 #include "phys/iores.h"
+#include "phys/toml_fields.h"
 
 namespace dpmm::phys {
 
 namespace {
-
-// Where a key sits, for messages: "vm.toml:12".
-struct Ctx {
-  std::string_view source;
-  std::string where(const toml::node& n) const {
-    const auto& src = n.source();
-    if (src.begin.line == 0) return std::string(source);
-    return fmt::format("{}:{}", source, src.begin.line);
-  }
-};
-
-std::string_view type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::none: return "nothing";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-  }
-  return "something";
-}
-
-Error wrong_type(const Ctx& c, const std::string& key, const toml::node& n, std::string_view want) {
-  return make_error(Errno::kEINVAL, "{}: key '{}': expected {}, got {}", c.where(n), key, want,
-                    type_name(n));
-}
-
-Result<std::string> get_string(const Ctx& c, const std::string& key, const toml::node& n) {
-  if (const auto* s = n.as_string()) return s->get();
-  return wrong_type(c, key, n, "a string");
-}
-
-Result<int64_t> get_int(const Ctx& c, const std::string& key, const toml::node& n) {
-  if (const auto* i = n.as_integer()) return i->get();
-  return wrong_type(c, key, n, "an integer");
-}
-
-Result<bool> get_bool(const Ctx& c, const std::string& key, const toml::node& n) {
-  if (const auto* b = n.as_boolean()) return b->get();
-  return wrong_type(c, key, n, "a boolean (true or false)");
-}
-
-// An address or size: a non-negative integer, or parse_size() text.
-Result<uint64_t> get_size(const Ctx& c, const std::string& key, const toml::node& n) {
-  if (const auto* i = n.as_integer()) {
-    if (i->get() < 0) {
-      return make_error(Errno::kEINVAL, "{}: key '{}': {} is negative", c.where(n), key, i->get());
-    }
-    return static_cast<uint64_t>(i->get());
-  }
-  if (const auto* s = n.as_string()) {
-    auto v = parse_size(s->get());
-    if (v.is_error()) {
-      return make_error(Errno::kEINVAL, "{}: key '{}': {}", c.where(n), key, v.error().message());
-    }
-    return *v;
-  }
-  return wrong_type(c, key, n, "an integer or a size string such as \"64GiB\" or \"0x1000\"");
-}
 
 enum class RangeKind : uint8_t { kRam, kPci, kReserved, kResource };
 
@@ -102,12 +39,12 @@ struct RangeEntry {
   NewResource res;
 };
 
-Result<RangeEntry> parse_range(const Ctx& c, RangeKind kind, size_t index, const toml::node& n) {
+Result<RangeEntry> parse_range(const TomlCtx& c, RangeKind kind, size_t index, const toml::node& n) {
   RangeEntry e;
   e.key = fmt::format("{}[{}]", kind_key(kind), index);
   e.where = c.where(n);
   const toml::table* t = n.as_table();
-  if (!t) return wrong_type(c, e.key, n, "a table");
+  if (!t) return toml_wrong_type(c, e.key, n, "a table");
   std::optional<uint64_t> start, end, size;
   std::optional<std::string> name;
   for (auto&& [k, v] : *t) {
@@ -186,7 +123,6 @@ Result<std::string> read_file(const std::string& path) {
 
 Result<Machine> parse_machine_toml(std::string_view text, std::string_view source,
                                    const std::string& base_dir) {
-  const Ctx c{source};
   toml::table doc;
   try {
     doc = toml::parse(text, std::string(source));
@@ -194,6 +130,12 @@ Result<Machine> parse_machine_toml(std::string_view text, std::string_view sourc
     return make_error(Errno::kEINVAL, "{}:{}: TOML syntax: {}", source, e.source().begin.line,
                       e.description());
   }
+  return parse_machine_table(doc, source, base_dir);
+}
+
+Result<Machine> parse_machine_table(const toml::table& doc, std::string_view source,
+                                    const std::string& base_dir) {
+  const TomlCtx c{source};
 
   MachineConfig cfg;
   std::optional<std::string> name, arch_text, physmem_end_text, iomem;
@@ -237,7 +179,7 @@ Result<Machine> parse_machine_toml(std::string_view text, std::string_view sourc
                              : key == "reserved" ? RangeKind::kReserved
                                                  : RangeKind::kResource;
       const toml::array* arr = v.as_array();
-      if (!arr) return wrong_type(c, key, v, fmt::format("an array of tables ([[{}]])", key));
+      if (!arr) return toml_wrong_type(c, key, v, fmt::format("an array of tables ([[{}]])", key));
       for (size_t i = 0; i < arr->size(); ++i) {
         ranges.push_back(TRY(parse_range(c, kind, i, *arr->get(i))));
       }

@@ -27,6 +27,8 @@
 #include <string>
 #include <string_view>
 
+#include <toml++/toml.h>
+
 #include "base/result.h"
 #include "phys/machine.h"
 
@@ -36,6 +38,10 @@ namespace dpmm::phys {
 // (an empty base_dir refuses `iomem`, as for the built-in machines).
 Result<Machine> parse_machine_toml(std::string_view text, std::string_view source,
                                    const std::string& base_dir);
+// The same schema for a table that is already parsed (a scenario's inline [machine] table);
+// messages name `source` and the table's own lines.
+Result<Machine> parse_machine_table(const toml::table& table, std::string_view source,
+                                    const std::string& base_dir);
 Result<Machine> load_machine_file(const std::string& path);
 
 }  // namespace dpmm::phys
