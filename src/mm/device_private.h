@@ -20,6 +20,8 @@
 #pragma once
 
 #include "arch/softleaf.h"
+#include "base/result.h"
+#include "page/folio.h"
 #include "page/page.h"
 
 namespace dpmm::mm {
@@ -32,6 +34,17 @@ class DevicePrivateFaultHandler {
   virtual ~DevicePrivateFaultHandler() = default;
   virtual page::Page* softleaf_to_page(arch::Softleaf entry) = 0;
   virtual FaultResult migrate_to_ram(VmFault& vmf) = 0;
+  // GUP FOLL_LONGTERM (mm/gup.c migrate_longterm_unpinnable_folios): move a device-coherent
+  // folio, which may not stay pinned for long, to system memory
+  // (migrate_device_coherent_folio). The caller passes one reference on `folio`, which this
+  // consumes whatever the outcome (the migration's finalize drops it). EBUSY when the folio
+  // could not be migrated. The default (no migration layer) drops the reference and refuses.
+  virtual Status migrate_longterm_unpinnable(page::Folio folio) {
+    page::folio_put(folio);
+    return make_error(Errno::kEOPNOTSUPP,
+                      "no migration layer to move a device-coherent folio out before a "
+                      "long-term pin");
+  }
 };
 
 }  // namespace dpmm::mm

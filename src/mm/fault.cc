@@ -1,10 +1,13 @@
 #include "mm/fault.h"
 
+
 #include <cassert>
 #include <cstring>
 
 #include "arch/decoded_entry.h"
+#include "base/trace.h"
 #include "mm/anon_rmap.h"
+#include "mm/file_rmap.h"
 #include "page/folio_lock.h"
 
 namespace dpmm::mm {
@@ -91,6 +94,11 @@ FaultResult wp_page_copy(VmFault& vmf, const DecodedEntry& d, page::Page* old_pa
       folio_add_new_anon_rmap(new_folio, vma, vmf.address, RmapExclusive::kYes);
       vmf.pte->store(entry);
       if (old_folio) {
+        // A file page replaced by an anon copy moves between the counters.
+        if (!old_folio->is_anon()) {
+          mm.add_rss(mm_counter_file(*old_folio), -1);
+          mm.add_rss(RssMember::kAnonPages, 1);
+        }
         folio_remove_rmap_pte(*old_folio, old_page);
       } else {
         mm.add_rss(RssMember::kAnonPages, 1);
@@ -129,6 +137,12 @@ bool wp_can_reuse_anon_folio(page::Folio folio) {
 FaultResult do_wp_page(VmFault& vmf, const DecodedEntry& d) {
   Mm& mm = *vmf.mm;
   page::Page* page = vm_normal_page(mm.kernel(), d);
+  if (has_any(vmf.vma->flags, VmFlags::kShared | VmFlags::kMayShare)) {
+    // wp_page_shared / wp_pfn_shared: a shared page is written in place (no ->page_mkwrite
+    // in dpmm's files); the page cache learns the folio is dirty.
+    if (page != nullptr) page::page_folio(page).set_flag(page::PageFlag::kDirty);
+    return wp_page_reuse(vmf, d);
+  }
   if (page != nullptr) {
     page::Folio folio = page::page_folio(page);
     if (folio.is_anon() && (page_anon_exclusive(page) || wp_can_reuse_anon_folio(folio)))
@@ -153,12 +167,12 @@ FaultResult touch_present(VmFault& vmf, const DecodedEntry& d) {
 FaultResult handle_pte_fault(VmFault& vmf) {
   Mm& mm = *vmf.mm;
   vmf.orig_pte = vmf.pte->load();
-  if (vmf.orig_pte == 0) return do_anonymous_page(vmf);
+  if (vmf.orig_pte == 0) return do_pte_missing(vmf);
   const DecodedEntry d = mm.kernel().codec().decode(EntryLevel::kPte, vmf.orig_pte);
   switch (d.kind) {
     case DecodedEntry::Kind::kNone:
       // A word with only hardware A/D noise in it reads as none too (pte_none).
-      return do_anonymous_page(vmf);
+      return do_pte_missing(vmf);
     case DecodedEntry::Kind::kSwap:
       return do_swap_page(vmf);
     case DecodedEntry::Kind::kTable:
@@ -223,6 +237,7 @@ FaultResult do_anonymous_page(VmFault& vmf) {
 }
 
 FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
+  TraceScope trace("handle_mm_fault", TraceCategory::kFault, address.raw());
   mm.count_fault();
   const Vma* vma = mm.vma_lookup(address);
   // A VM_GROWSDOWN stack would expand here (expand_stack); not modelled.

@@ -4,11 +4,14 @@
 // Dispatch:
 //   no VMA, or an access the VMA does not allow (arch access_error)      -> kSigSegv
 //   PMD leaf or PMD swap entry (THP, later phase)                          -> kSigBus
-//   pte_none (or a uffd-wp marker)          -> do_anonymous_page: a read maps the shared zero
-//                                              page read-only and special; a write maps a new
-//                                              zeroed page, writable and dirty
-//   present, write, not writable            -> do_wp_page: reuse an exclusive anon folio, else
-//                                              copy (wp_page_copy, real bytes)
+//   pte_none (or a uffd-wp marker)          -> anonymous VMA: do_anonymous_page: a read maps
+//                                              the shared zero page read-only and special; a
+//                                              write maps a new zeroed page, writable, dirty
+//                                              file VMA: do_fault (file_fault.cc)
+//   present, write, not writable            -> do_wp_page: a shared mapping makes the entry
+//                                              writable (wp_page_shared: folio dirty); else
+//                                              reuse an exclusive anon folio, else copy
+//                                              (wp_page_copy, real bytes; file pages too)
 //   present otherwise                       -> mark young (and dirty on write)
 //   swap entry, by softleaf_type            -> swap_fault.cc (do_swap_page)
 //
@@ -77,7 +80,12 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags)
 // do_swap_page (swap_fault.cc). REQUIRES: mmap_lock held for read; vmf.pte and vmf.orig_pte
 // set, orig_pte a swap entry.
 FaultResult do_swap_page(VmFault& vmf);
-// do_anonymous_page, for the swap path's uffd-wp marker. REQUIRES as do_swap_page.
+// do_anonymous_page. REQUIRES as do_swap_page, an anonymous VMA.
 FaultResult do_anonymous_page(VmFault& vmf);
+// do_fault (file_fault.cc): a none PTE of a file VMA. REQUIRES as do_swap_page.
+FaultResult do_fault(VmFault& vmf);
+// do_pte_missing: do_anonymous_page or do_fault by vma_is_anonymous (also the uffd-wp marker
+// path of the swap code).
+FaultResult do_pte_missing(VmFault& vmf);
 
 }  // namespace dpmm::mm

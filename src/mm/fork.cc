@@ -5,8 +5,11 @@
 //
 // For each VMA of the parent (VM_DONTCOPY skipped): the child gets a copy; a VMA with an
 // anon_vma gets a child anon_vma (rmap.h) and its page tables are copied, unless VM_WIPEONFORK
-// (copied empty) -- VMAs without an anon_vma have no pages to copy (vma_needs_copy), the child
-// faults zero pages itself. Copy rules per PTE of a COW mapping (private, VM_MAYWRITE):
+// (copied empty); VM_PFNMAP/VM_MIXEDMAP VMAs have their page tables copied too -- other VMAs
+// without an anon_vma have no pages that need copying (vma_needs_copy): the child faults zero
+// pages or page-cache pages itself (a MAP_SHARED page is the same page in both). Copy rules per PTE of a COW mapping (private, VM_MAYWRITE):
+//   present file page     one more reference and mapcount (folio_dup_file_rmap_pte); a
+//                         private mapping's writable entry is write-protected in both
 //   present anon page     one more reference and mapcount, PG_anon_exclusive cleared, both
 //                         PTEs write-protected, the child's old (not young); a page that may
 //                         be pinned (MMF_HAS_PINNED and folio_maybe_dma_pinned) is copied for
@@ -38,6 +41,7 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
+#include "mm/file_rmap.h"
 #include "mm/mm.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
@@ -108,16 +112,21 @@ class PteCopier {
                       const DecodedEntry& d) {
     if (page::Page* page = vm_normal_page(k_, d)) {
       page::Folio folio = page::page_folio(page);
-      assert(folio.is_anon() && "dpmm maps only anonymous pages");
       page::folio_get(folio);
-      const MaybePinned pinned = src_.has_pinned() && folio_maybe_dma_pinned(folio)
-                                     ? MaybePinned::kYes
-                                     : MaybePinned::kNo;
-      if (folio_try_dup_anon_rmap_pte(folio, page, pinned).is_error()) {
-        page::folio_put(folio);
-        return copy_present_page(dst_pte, addr, d);
+      if (!folio.is_anon()) {
+        // A page-cache or driver page: folio_dup_file_rmap_pte, never copied at fork.
+        folio_dup_file_rmap_pte(folio, page);
+        dst_.add_rss(mm_counter_file(folio), 1);
+      } else {
+        const MaybePinned pinned = src_.has_pinned() && folio_maybe_dma_pinned(folio)
+                                       ? MaybePinned::kYes
+                                       : MaybePinned::kNo;
+        if (folio_try_dup_anon_rmap_pte(folio, page, pinned).is_error()) {
+          page::folio_put(folio);
+          return copy_present_page(dst_pte, addr, d);
+        }
+        dst_.add_rss(RssMember::kAnonPages, 1);
       }
-      dst_.add_rss(RssMember::kAnonPages, 1);
     }
     // __copy_present_ptes: write-protect both for COW; the child's entry is old.
     if (cow_ && arch::has(d.prot, Prot::kWrite)) {
@@ -303,11 +312,15 @@ Status Mm::dup_mmap_locked(Mm& child) {
     Vma copy = vma;
     copy.set_anon_vma(nullptr);
     AnonVma* src_av = vma.anon_vma();
-    const bool copy_pages = src_av != nullptr && !has(vma.flags, VmFlags::kWipeOnFork);
+    const bool wipe = has(vma.flags, VmFlags::kWipeOnFork);
+    // vma_needs_copy: pages an anon_vma may own, or VM_PFNMAP/VM_MIXEDMAP pages that no fault
+    // could bring back; shared file pages are refaulted from the page cache instead.
+    const bool copy_pages =
+        !wipe && (src_av != nullptr || has_any(vma.flags, VmFlags::kPfnMap | VmFlags::kMixedMap));
     VmaMap::iterator it;
     {
       WriteLocker rmap(kernel_.anon_vma_lock());
-      if (copy_pages) {
+      if (src_av != nullptr && !wipe) {
         AnonVma*& d = forked[src_av];
         if (d == nullptr) {
           d = anon_vma_fork_locked(kernel_, child, src_av);
@@ -315,7 +328,7 @@ Status Mm::dup_mmap_locked(Mm& child) {
         }
         copy.set_anon_vma(d);
       }
-      it = child.vmas_.emplace(start, copy).first;
+      it = child.vma_link_locked(copy);
     }
     if (copy_pages) TRY(copy_page_range_locked(child, it->second, vma));
   }

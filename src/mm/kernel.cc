@@ -1,5 +1,6 @@
 #include "mm/kernel.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
@@ -12,10 +13,14 @@
 namespace dpmm::mm {
 
 Result<std::unique_ptr<Kernel>> Kernel::create(phys::Machine machine, KernelOptions options) {
-  const std::vector<phys::PhysRange> ram = machine.system_ram();
-  std::unique_ptr<phys::BackingStore> store = TRY(phys::BackingStore::create(ram));
+  std::vector<phys::PhysRange> backed = machine.system_ram();
+  backed.insert(backed.end(), options.cpu_device_ranges.begin(), options.cpu_device_ranges.end());
+  std::sort(backed.begin(), backed.end(),
+            [](const phys::PhysRange& a, const phys::PhysRange& b) { return a.start < b.start; });
+  std::unique_ptr<phys::BackingStore> store = TRY(phys::BackingStore::create(backed));
   page::NodeOptions node_options;
   node_options.deferred_init = options.deferred_init;
+  node_options.device_private_zone = options.device_private_zone;
   std::unique_ptr<page::Node> node = TRY(page::node_from_machine(machine, node_options));
   arch::EntryCodec codec(machine.params(), options.numbering);
   std::unique_ptr<Kernel> k(

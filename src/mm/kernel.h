@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "arch/entry.h"
 #include "arch/swap_numbering.h"
@@ -38,6 +39,12 @@ struct KernelOptions {
   // kNo initialises every descriptor up front, so free-page counts are exact from the start
   // (tests that compare counts want that); kYes builds large machines fast.
   page::DeferredInit deferred_init = page::DeferredInit::kYes;
+  // Whether the node has ZONE_DEVICE_PRIVATE (the dpas-zone design; migrate::DeviceKernel).
+  page::DevicePrivateZone device_private_zone = page::DevicePrivateZone::kAbsent;
+  // Physical ranges outside System RAM that the CPU can address and that hold bytes: device
+  // memory a coherent pagemap will cover (MEMORY_DEVICE_COHERENT). The backing store covers
+  // them, so page_bytes() works for their PFNs; the node does not (no buddy pages).
+  std::vector<phys::PhysRange> cpu_device_ranges;
 };
 
 class Kernel {
@@ -54,6 +61,8 @@ class Kernel {
   Kernel& operator=(const Kernel&) = delete;
 
   const phys::Machine& machine() const { return machine_; }
+  // The machine itself, for the device-memory layer (its iomem tree takes device regions).
+  phys::Machine& machine() { return machine_; }
   const arch::ArchParams& arch() const { return codec_.params(); }
   const arch::EntryCodec& codec() const { return codec_; }
   arch::SoftleafFormat softleaf_format() const { return codec_.format(); }
@@ -74,7 +83,8 @@ class Kernel {
   // A folio of 2^order RAM pages, refcount 1, every byte zero (vma_alloc_zeroed_movable_folio
   // with __GFP_ZERO). ENOMEM when the node has no block of that order.
   Result<page::Folio> alloc_folio(Order order);
-  // The kPageSize bytes of a RAM page. REQUIRES: pfn is RAM of this machine.
+  // The kPageSize bytes of a RAM page (or of a page of KernelOptions::cpu_device_ranges).
+  // REQUIRES: pfn is RAM of this machine or in one of those ranges.
   std::span<std::byte> page_bytes(Pfn pfn) const;
   Pfn page_to_pfn(const page::Page* page) const {
     return node_->memmap().page_to_pfn_unchecked(page);
@@ -107,6 +117,7 @@ class Kernel {
   // Mm lifetime bookkeeping (Mm's constructor and destructor).
   void mm_created() { live_mms_.fetch_add(1, std::memory_order_relaxed); }
   void mm_destroyed() { live_mms_.fetch_sub(1, std::memory_order_relaxed); }
+  int nr_live_mms() const { return live_mms_.load(std::memory_order_relaxed); }
 
  private:
   Kernel(phys::Machine machine, std::unique_ptr<phys::BackingStore> store,

@@ -42,7 +42,7 @@ Mm::~Mm() {
       WriteLocker rmap(kernel_.anon_vma_lock());
       tlb.remove_tables(page_table_->free_pgd_range(VirtAddr(0), VirtAddr(kPgtableTop),
                                                     VirtAddr(0), VirtAddr(kPgtableTop)));
-      vmas_.clear();
+      while (!vmas_.empty()) vma_unlink_locked(vmas_.begin());
       // unlink_anon_vmas: this mm's references go; an anon_vma forked from stays for its
       // children's folios.
       std::vector<AnonVma*> mine =
@@ -54,6 +54,8 @@ Mm::~Mm() {
     }
     tlb.finish();
     invalidate_range_end(range);
+    // The interval notifiers may outlive the mm (mmgrab): tell their tree it is gone.
+    if (interval_tree_ != nullptr) interval_tree_->mm_gone();
   }
   page_table_.reset();
   kernel_.mm_destroyed();
@@ -140,6 +142,20 @@ Status Mm::mmu_notifier_register(MmuNotifier& n, MmuNotifierKind kind) {
   WriteLocker guard(mmap_lock_);
   WriteLocker rmap(kernel_.anon_vma_lock());
   return notifiers_.add(n, kind);
+}
+
+Result<std::shared_ptr<MmuIntervalTreeSubscriber>> Mm::interval_tree_subscriber(
+    const std::function<std::shared_ptr<MmuIntervalTreeSubscriber>()>& make) {
+  if (interval_tree_ != nullptr) return interval_tree_;
+  std::shared_ptr<MmuIntervalTreeSubscriber> sub = make();
+  {
+    // mm_take_all_locks, as mmu_notifier_register: mmap_lock (held) and the anon_vma lock.
+    WriteLocker rmap(kernel_.anon_vma_lock());
+    TRY(notifiers_.add(*sub, MmuNotifierKind::kIntervalTree));
+  }
+  interval_tree_ = sub;
+  interval_tree_raw_.store(sub.get(), std::memory_order_release);
+  return sub;
 }
 
 const Vma* Mm::rmap_vma_lookup(VirtAddr addr) const {

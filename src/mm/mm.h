@@ -27,6 +27,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,7 @@
 #include "base/lock.h"
 #include "base/result.h"
 #include "base/types.h"
+#include "mm/file.h"
 #include "mm/kernel.h"
 #include "mm/mman.h"
 #include "mm/mmu_notifier.h"
@@ -73,19 +75,57 @@ class Mm {
 
   // ---- system calls (mmap.cc, munmap.cc, mprotect.cc). Each takes mmap_lock for write. ----
 
-  // mmap(addr, len, prot, flags, -1, 0) for anonymous mappings (mm/mmap.c do_mmap,
-  // mm/vma.c mmap_region).
+  // mmap(addr, len, prot, flags, -1, 0) (mm/mmap.c do_mmap, mm/vma.c mmap_region).
+  // MAP_PRIVATE|MAP_ANONYMOUS is anonymous memory; MAP_SHARED|MAP_ANONYMOUS is a private
+  // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0).
   //   EINVAL      len 0; MAP_FIXED with an unaligned addr; no MAP_SHARED/MAP_PRIVATE type;
-  //               MAP_HUGETLB (hugetlb arrives in a later phase)
+  //               MAP_HUGETLB (hugetlb arrives in a later phase); unknown PROT_ bits
   //   ENOMEM      len rounds past TASK_SIZE; a fixed range beyond TASK_SIZE; no room for it;
   //               more than max_map_count VMAs
   //   EEXIST      MAP_FIXED_NOREPLACE over an existing mapping
-  //   EOPNOTSUPP  MAP_SHARED[_VALIDATE] (shared anonymous memory needs shmem: later phase);
-  //               file mappings (no MAP_ANONYMOUS; the kernel's EBADF for fd -1)
+  //   EOPNOTSUPP  MAP_SHARED_VALIDATE with a flag the kernel does not know
+  //   EBADF       no MAP_ANONYMOUS (an fd of -1 names no file)
   // A hint is page-aligned up and used when the range is free; otherwise top-down placement
   // below mmap_base(). The new VMA merges with compatible neighbours.
   Result<VirtAddr> mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags)
       EXCLUDES(mmap_lock_);
+  // mmap(addr, len, prot, flags, fd, offset) of an open file (file.h). With MAP_ANONYMOUS the
+  // file is ignored, as the kernel ignores the fd. The VMA holds a reference on the file;
+  // f_op->mmap runs before the VMA becomes visible. Errors as above, and:
+  //   EBADF      a null file without MAP_ANONYMOUS
+  //   EINVAL     offset not page aligned
+  //   EOVERFLOW  offset + len passes the file's largest size (file_mmap_ok)
+  //   EACCES     the file is not open for reading; MAP_SHARED with PROT_WRITE of a file not
+  //              open for writing
+  //   ENODEV     the file has no f_op->mmap
+  //   whatever f_op->mmap returns (the mapping is undone)
+  Result<VirtAddr> mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
+                        std::shared_ptr<File> file, uint64_t offset) EXCLUDES(mmap_lock_);
+  // mremap (mm/mremap.c): shrink in place, grow in place when the space after is free, or
+  // move (MREMAP_MAYMOVE; MREMAP_FIXED to new_addr, unmapping what was there). A move carries
+  // every PTE as it is (present, swap, device-private, migration entries: refcounts and
+  // mapcounts stay) under MMU_NOTIFY_UNMAP of the old range; the VMA keeps its vm_pgoff, so
+  // the rmap finds the pages at their new address. MREMAP_DONTUNMAP leaves the old range
+  // mapped and empty, without its anon_vma. Takes mmap_lock for write.
+  //   EINVAL  unknown flags; FIXED or DONTUNMAP without MAYMOVE; DONTUNMAP with
+  //           old_len != new_len; old_addr or new_addr unaligned; new_len 0; the new range
+  //           beyond TASK_SIZE or overlapping the old one; old_len 0 of a private mapping;
+  //           DONTUNMAP of a VM_DONTEXPAND/VM_PFNMAP mapping
+  //   EFAULT  no VMA at old_addr, the old range crosses its end, or growing a VM_DONTEXPAND
+  //           or VM_PFNMAP mapping
+  //   ENOMEM  cannot grow in place without MREMAP_MAYMOVE; no room; map count
+  Result<VirtAddr> mremap(VirtAddr old_addr, uint64_t old_len, uint64_t new_len,
+                          MremapFlags flags, VirtAddr new_addr = VirtAddr(0))
+      EXCLUDES(mmap_lock_);
+  // madvise (mm/madvise.c), madvise.cc lists each advice. Takes mmap_lock for write (the
+  // kernel takes it for read for some advice; the effect is the same).
+  //   EINVAL  unknown advice; start unaligned; the range wraps; advice the VMA refuses
+  //           (DONTNEED/FREE of VM_LOCKED/VM_PFNMAP/VM_HUGETLB, FREE of a non-anonymous
+  //           VMA, COLLAPSE where no PMD-sized page may go)
+  //   ENOMEM  part of the range is not mapped (the mapped parts are still advised), or
+  //           MADV_COLLAPSE could not allocate its huge page (always: see docs/mm.md)
+  //   EAGAIN / EBUSY  MADV_COLLAPSE's other failures (madvise_collapse_errno)
+  Status madvise(VirtAddr start, uint64_t len, Madvise advice) EXCLUDES(mmap_lock_);
   // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
   // the page tables no VMA needs any more. Holes are fine.
   //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE
@@ -152,6 +192,17 @@ class Mm {
   // ENOENT when `n` is not registered. Must not be called from a callback of this mm.
   Status mmu_notifier_unregister(MmuNotifier& n) { return notifiers_.remove(n); }
   size_t nr_mmu_notifiers() { return notifiers_.size(); }
+  // mmu_notifier_register(NULL, mm) (the interval-tree half): the mm's interval-tree
+  // subscriber, built by `make` and registered as kIntervalTree the first time, the same one
+  // afterwards. EINVAL once the mm is exiting. REQUIRES: mmap_lock held for write.
+  Result<std::shared_ptr<MmuIntervalTreeSubscriber>> interval_tree_subscriber(
+      const std::function<std::shared_ptr<MmuIntervalTreeSubscriber>()>& make)
+      REQUIRES(mmap_lock_);
+  // The subscriber above once registered, else null; no lock needed (the kernel's
+  // smp_load_acquire of mm->notifier_subscriptions). It lives as long as the mm.
+  MmuIntervalTreeSubscriber* interval_tree_subscriber_if_any() const {
+    return interval_tree_raw_.load(std::memory_order_acquire);
+  }
   void invalidate_range_start(const MmuNotifierRange& range);
   void invalidate_range_end(const MmuNotifierRange& range);
   MmuNotifierRange notifier_range(MmuNotifyEvent event, VirtAddr start, VirtAddr end,
@@ -177,6 +228,19 @@ class Mm {
   // The VMA containing addr, for an rmap walk. REQUIRES: kernel().anon_vma_lock() held (every
   // writer of the VMA set holds it for write), not necessarily mmap_lock.
   const Vma* rmap_vma_lookup(VirtAddr addr) const NO_THREAD_SAFETY_ANALYSIS;
+  // Calls f(vma) for each VMA in address order until f returns false, for an rmap walk.
+  // REQUIRES: kernel().anon_vma_lock() held (read or write).
+  template <typename F>
+  void rmap_for_each_vma(F&& f) const NO_THREAD_SAFETY_ANALYSIS {
+    for (const auto& [start, vma] : vmas_) {
+      if (!f(vma)) return;
+    }
+  }
+  // zap_page_range_single (MADV_DONTNEED, and unmap_mapping_range from an rmap walk): clears
+  // [start, end) of `vma` under MMU_NOTIFY_CLEAR, flushes and puts the pages. REQUIRES: this
+  // mm's mmap_lock, or the anon_vma lock held for read (either keeps the VMA and its tables).
+  void zap_vma_range_rmap_locked(const Vma& vma, VirtAddr start, VirtAddr end)
+      NO_THREAD_SAFETY_ANALYSIS;
 
   // ---- statistics ----
   uint64_t nr_faults() const { return nr_faults_.load(std::memory_order_relaxed); }
@@ -205,6 +269,18 @@ class Mm {
   VirtAddr ceiling_above_locked(VirtAddr end) const REQUIRES_SHARED(mmap_lock_);
 
   // mmap.cc
+  // mmap_region: places [start, start + len) (MAP_FIXED replacing), builds the VMA, runs
+  // shmem_zero_setup or f_op->mmap, links it and merges. `file` may be null (anonymous).
+  Result<VirtAddr> mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
+                                      uint64_t pgoff, std::shared_ptr<File> file,
+                                      MmapFlags flags) REQUIRES(mmap_lock_);
+  // do_mmap after the argument checks of both overloads.
+  Result<VirtAddr> do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
+                           std::shared_ptr<File> file, uint64_t offset) EXCLUDES(mmap_lock_);
+  // The only ways VMAs enter and leave vmas_ (besides split/merge bookkeeping): they keep
+  // each file's i_mmap in step. REQUIRES the anon_vma lock held for write too.
+  VmaMap::iterator vma_link_locked(Vma vma) REQUIRES(mmap_lock_);
+  void vma_unlink_locked(VmaMap::iterator it) REQUIRES(mmap_lock_);
   Result<VirtAddr> get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags) const
       REQUIRES_SHARED(mmap_lock_);
   bool range_free_locked(VirtAddr start, VirtAddr end) const REQUIRES_SHARED(mmap_lock_);
@@ -227,6 +303,29 @@ class Mm {
   // which dpmm's RwLock and lock ranks have no form for).
   void assert_private_to_fork() const ASSERT_CAPABILITY(mmap_lock_) {}
 
+  // mremap.cc: vma_to_resize: the VMA holding [addr, addr + old_len), checked for a resize to
+  // new_len (EFAULT, EINVAL as Mm::mremap).
+  Result<VmaMap::iterator> vma_to_resize_locked(VirtAddr addr, uint64_t old_len,
+                                                uint64_t new_len, MremapFlags flags)
+      REQUIRES(mmap_lock_);
+  // move_vma: `len` bytes at old_addr of the VMA at `it` go to new_addr with
+  // new_len; returns new_addr.
+  Result<VirtAddr> move_vma_locked(VmaMap::iterator it, VirtAddr old_addr, uint64_t old_len,
+                                   uint64_t new_len, VirtAddr new_addr, MremapFlags flags)
+      REQUIRES(mmap_lock_);
+  // move_page_tables: every entry of [old_addr, old_addr + len) moves to new_addr as is.
+  void move_page_tables_locked(VirtAddr old_addr, VirtAddr new_addr, uint64_t len)
+      REQUIRES(mmap_lock_);
+
+  // madvise.cc
+  Status madvise_vma_locked(VmaMap::iterator it, VirtAddr start, VirtAddr end, Madvise advice)
+      REQUIRES(mmap_lock_);
+  Status madvise_update_flags_locked(VmaMap::iterator it, VirtAddr start, VirtAddr end,
+                                     VmFlags newflags) REQUIRES(mmap_lock_);
+  void madvise_free_locked(const Vma& vma, VirtAddr start, VirtAddr end) REQUIRES(mmap_lock_);
+  Status madvise_collapse_locked(const Vma& vma, VirtAddr start, VirtAddr end)
+      REQUIRES(mmap_lock_);
+
   // zap.cc: unmap_page_range over [start, end) of `vma`, handing pages to `tlb`.
   void zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb)
       REQUIRES(mmap_lock_);
@@ -242,6 +341,8 @@ class Mm {
   std::atomic<uint64_t> tlb_gen_{0};
   std::atomic<int64_t> hw_walkers_{0};
   MmuNotifierSubscriptions notifiers_;
+  std::shared_ptr<MmuIntervalTreeSubscriber> interval_tree_ GUARDED_BY(mmap_lock_);
+  std::atomic<MmuIntervalTreeSubscriber*> interval_tree_raw_{nullptr};
   std::atomic<bool> has_pinned_{false};
   std::atomic<uint64_t> nr_faults_{0};
 };

@@ -20,6 +20,21 @@ std::string prot_to_string(MmapProt p) {
   return out;
 }
 
+std::string madvise_name(Madvise advice) {
+  switch (advice) {
+    case Madvise::kNormal: return "MADV_NORMAL";
+    case Madvise::kRandom: return "MADV_RANDOM";
+    case Madvise::kSequential: return "MADV_SEQUENTIAL";
+    case Madvise::kWillNeed: return "MADV_WILLNEED";
+    case Madvise::kDontNeed: return "MADV_DONTNEED";
+    case Madvise::kFree: return "MADV_FREE";
+    case Madvise::kHugePage: return "MADV_HUGEPAGE";
+    case Madvise::kNoHugePage: return "MADV_NOHUGEPAGE";
+    case Madvise::kCollapse: return "MADV_COLLAPSE";
+  }
+  return "MADV_(" + std::to_string(static_cast<int>(advice)) + ")";
+}
+
 std::string map_flags_to_string(MmapFlags f) {
   static constexpr std::pair<MmapFlags, const char*> kNames[] = {
       {MmapFlags::kFixed, "MAP_FIXED"},         {MmapFlags::kAnonymous, "MAP_ANONYMOUS"},

@@ -53,6 +53,31 @@ inline constexpr MmapFlags kLegacyMapMask =
     MmapFlags::kGrowsDown | MmapFlags::kLocked | MmapFlags::kNoReserve | MmapFlags::kPopulate |
     MmapFlags::kNonBlock | MmapFlags::kStack | MmapFlags::kHugetlb;
 
+// mremap(2) flags (include/uapi/linux/mman.h).
+enum class MremapFlags : uint32_t {
+  kNone = 0,
+  kMayMove = 1,    // MREMAP_MAYMOVE
+  kFixed = 2,      // MREMAP_FIXED
+  kDontUnmap = 4,  // MREMAP_DONTUNMAP
+};
+DPMM_FLAG_OPS(MremapFlags)
+
+// madvise(2) advice values modelled (include/uapi/asm-generic/mman-common.h). Not a flag set:
+// one value per call.
+enum class Madvise : int {
+  kNormal = 0,       // MADV_NORMAL
+  kRandom = 1,       // MADV_RANDOM
+  kSequential = 2,   // MADV_SEQUENTIAL
+  kWillNeed = 3,     // MADV_WILLNEED
+  kDontNeed = 4,     // MADV_DONTNEED
+  kFree = 8,         // MADV_FREE
+  kHugePage = 14,    // MADV_HUGEPAGE
+  kNoHugePage = 15,  // MADV_NOHUGEPAGE
+  kCollapse = 25,    // MADV_COLLAPSE
+};
+// "MADV_DONTNEED", ...; "MADV_(n)" for a value not modelled.
+std::string madvise_name(Madvise advice);
+
 std::string prot_to_string(MmapProt p);     // "PROT_READ|PROT_WRITE", "PROT_NONE"
 std::string map_flags_to_string(MmapFlags f);  // "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED"
 

@@ -1,9 +1,11 @@
-// mmap for anonymous private mappings (mm/mmap.c do_mmap, __get_unmapped_area,
+// mmap of anonymous memory, shmem and files (mm/mmap.c do_mmap, __get_unmapped_area,
 // generic_get_unmapped_area_topdown; mm/vma.c mmap_region).
 #include <cassert>
 #include <tuple>
 
+#include "mm/address_space.h"
 #include "mm/mm.h"
+#include "mm/shmem.h"
 
 namespace dpmm::mm {
 
@@ -50,30 +52,43 @@ Result<VirtAddr> Mm::get_unmapped_area_locked(VirtAddr hint, uint64_t len,
 }
 
 Result<VirtAddr> Mm::mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags) {
+  if (!has(flags, MmapFlags::kAnonymous))
+    return make_error(Errno::kEBADF, "mmap without MAP_ANONYMOUS and no file (fd -1)");
+  return do_mmap(addr, len, prot, flags, nullptr, 0);
+}
+
+Result<VirtAddr> Mm::mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
+                          std::shared_ptr<File> file, uint64_t offset) {
+  // The arch's sys_mmap checks the offset first, then ksys_mmap_pgoff looks the fd up; with
+  // MAP_ANONYMOUS the fd is not looked at.
+  if ((offset & (kPageSize - 1)) != 0)
+    return make_error(Errno::kEINVAL, "mmap offset {:#x} is not page aligned", offset);
+  if (has(flags, MmapFlags::kAnonymous)) return do_mmap(addr, len, prot, flags, nullptr, offset);
+  if (file == nullptr) return make_error(Errno::kEBADF, "mmap of a null file");
+  return do_mmap(addr, len, prot, flags, std::move(file), offset);
+}
+
+Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
+                             std::shared_ptr<File> file, uint64_t offset) {
   if (len == 0) return make_error(Errno::kEINVAL, "mmap of length 0");
   const uint64_t aligned = (len + kPageSize - 1) & ~(kPageSize - 1);
   if (aligned < len || aligned > kernel_.task_size().raw())
     return make_error(Errno::kENOMEM, "mmap length {:#x} exceeds TASK_SIZE", len);
   len = aligned;
+  uint64_t pgoff = offset >> kPageShift;
+  if (pgoff + (len >> kPageShift) < pgoff)
+    return make_error(Errno::kEOVERFLOW, "mmap offset {:#x} + length {:#x} wraps", offset, len);
   const uint32_t type = static_cast<uint32_t>(flags & MmapFlags::kTypeMask);
-  if (type == static_cast<uint32_t>(MmapFlags::kShared) ||
-      type == static_cast<uint32_t>(MmapFlags::kSharedValidate)) {
-    if (type == static_cast<uint32_t>(MmapFlags::kSharedValidate) &&
-        (flags & ~(kLegacyMapMask | MmapFlags::kSync | MmapFlags::kFixedNoreplace)) !=
-            MmapFlags::kNone)
-      return make_error(Errno::kEOPNOTSUPP, "MAP_SHARED_VALIDATE with unknown flags in {}",
-                        map_flags_to_string(flags));
-    return make_error(Errno::kEOPNOTSUPP,
-                      "MAP_SHARED mappings need shmem, which a later phase adds ({})",
+  const bool shared = type == static_cast<uint32_t>(MmapFlags::kShared) ||
+                      type == static_cast<uint32_t>(MmapFlags::kSharedValidate);
+  if (type == static_cast<uint32_t>(MmapFlags::kSharedValidate) &&
+      (flags & ~(kLegacyMapMask | MmapFlags::kSync | MmapFlags::kFixedNoreplace)) !=
+          MmapFlags::kNone)
+    return make_error(Errno::kEOPNOTSUPP, "MAP_SHARED_VALIDATE with unknown flags in {}",
                       map_flags_to_string(flags));
-  }
-  if (type != static_cast<uint32_t>(MmapFlags::kPrivate))
+  if (!shared && type != static_cast<uint32_t>(MmapFlags::kPrivate))
     return make_error(Errno::kEINVAL, "mmap flags {} name neither MAP_SHARED nor MAP_PRIVATE",
                       map_flags_to_string(flags));
-  if (!has(flags, MmapFlags::kAnonymous))
-    return make_error(Errno::kEOPNOTSUPP,
-                      "file mappings arrive with the page cache in a later phase (the kernel "
-                      "returns EBADF for fd -1)");
   if (has(flags, MmapFlags::kHugetlb))
     return make_error(Errno::kEINVAL, "MAP_HUGETLB: hugetlb arrives in a later phase");
   if ((prot & ~kAllMmapProt) != MmapProt::kNone)
@@ -81,8 +96,46 @@ Result<VirtAddr> Mm::mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags 
                       prot_to_string(prot));
   if (has(flags, MmapFlags::kFixedNoreplace)) flags = flags | MmapFlags::kFixed;
 
+  VmFlags vm_flags = calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | kVmMayFlags;
+  if (file != nullptr) {
+    // file_mmap_ok: the mapped range must end below the file's largest size
+    // (MAX_LFS_FILESIZE for the files modelled).
+    constexpr uint64_t kMaxSize = uint64_t{INT64_MAX};
+    if (len > kMaxSize || pgoff > ((kMaxSize - len) >> kPageShift))
+      return make_error(Errno::kEOVERFLOW, "mmap of {} at offset {:#x}+{:#x}: past the largest "
+                        "file size", file->name(), offset, len);
+    const FMode mode = file->f_mode();
+    if (shared) {
+      if (has(prot, MmapProt::kWrite) && !has(mode, FMode::kWrite))
+        return make_error(Errno::kEACCES, "MAP_SHARED|PROT_WRITE of {}, not open for writing",
+                          file->name());
+      vm_flags |= VmFlags::kShared | VmFlags::kMayShare;
+      if (!has(mode, FMode::kWrite)) vm_flags &= ~(VmFlags::kMayWrite | VmFlags::kShared);
+    }
+    if (!has(mode, FMode::kRead))
+      return make_error(Errno::kEACCES, "mmap of {}, not open for reading", file->name());
+    if (!file->has_mmap())
+      return make_error(Errno::kENODEV, "{} has no mmap file operation", file->name());
+  } else if (shared) {
+    pgoff = 0;  // shmem_zero_setup's file starts at the mapping
+    vm_flags |= VmFlags::kShared | VmFlags::kMayShare;
+  }
+  if (has(flags, MmapFlags::kNoReserve)) vm_flags |= VmFlags::kNoReserve;
+  // accountable_mapping: private writable memory is charged to the commit limit (shmem
+  // charges its own pages).
+  if ((vm_flags & (VmFlags::kNoReserve | VmFlags::kShared | VmFlags::kWrite)) == VmFlags::kWrite)
+    vm_flags |= VmFlags::kAccount;
+
   WriteLocker guard(mmap_lock_);
   const VirtAddr start = TRY(get_unmapped_area_locked(addr, len, flags));
+  // An anonymous private VMA's pgoff is its start page (do_mmap).
+  if (file == nullptr && !shared) pgoff = start.raw() >> kPageShift;
+  return mmap_region_locked(start, len, vm_flags, pgoff, std::move(file), flags);
+}
+
+Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
+                                        uint64_t pgoff, std::shared_ptr<File> file,
+                                        MmapFlags flags) {
   const VirtAddr end = start + len;
   if (has(flags, MmapFlags::kFixedNoreplace) && !range_free_locked(start, end))
     return make_error(Errno::kEEXIST, "MAP_FIXED_NOREPLACE: [{}, {}) overlaps a mapping", start,
@@ -92,23 +145,53 @@ Result<VirtAddr> Mm::mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags 
   if (vmas_.size() >= kMaxMapCount)
     return make_error(Errno::kENOMEM, "more than max_map_count ({}) mappings", kMaxMapCount);
 
-  VmFlags vm_flags = calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | kVmMayFlags;
-  if (has(flags, MmapFlags::kNoReserve)) vm_flags |= VmFlags::kNoReserve;
-  // accountable_mapping: private writable memory is charged to the commit limit.
-  if (has(vm_flags, VmFlags::kWrite) && !has(vm_flags, VmFlags::kNoReserve))
-    vm_flags |= VmFlags::kAccount;
-  // An anonymous VMA's pgoff is its start page (mmap_region: pgoff = addr >> PAGE_SHIFT).
+  Vma vma(start, end, vm_flags, pgoff);
+  if (file != nullptr) {
+    vma.file = file;
+    // __mmap_new_file_vma: f_op->mmap sees the VMA before anyone else does.
+    Status st = file->mmap(*this, vma);
+    if (st.is_error()) {
+      // Undo whatever the driver mapped (vm_insert_page) and the tables it needed.
+      const MmuNotifierRange range = notifier_range(MmuNotifyEvent::kUnmap, start, end);
+      invalidate_range_start(range);
+      MmuGather tlb(*this, start, end);
+      zap_range_locked(vma, start, end, tlb);
+      {
+        WriteLocker rmap(kernel_.anon_vma_lock());
+        tlb.remove_tables(page_table_->free_pgd_range(start, end, floor_below_locked(start),
+                                                      ceiling_above_locked(end)));
+      }
+      tlb.finish();
+      invalidate_range_end(range);
+      return st.error();
+    }
+    vma.page_prot = vm_get_page_prot(vma.flags);  // vma_set_page_prot: the hook may add flags
+  } else if (has(vm_flags, VmFlags::kShared)) {
+    TRY(shmem_zero_setup(kernel_, vma));
+  }
   VmaMap::iterator it;
   {
     WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
-    bool inserted = false;
-    std::tie(it, inserted) =
-        vmas_.emplace(start.raw(), Vma(start, end, vm_flags, start.raw() >> kPageShift));
-    assert(inserted && "get_unmapped_area returned a used range");
-    (void)inserted;
+    it = vma_link_locked(std::move(vma));
   }
   merge_around_locked(it);
   return start;
+}
+
+Mm::VmaMap::iterator Mm::vma_link_locked(Vma vma) {
+  AddressSpace* mapping = vma.file != nullptr ? vma.file->mapping() : nullptr;
+  auto [it, inserted] = vmas_.emplace(vma.start.raw(), std::move(vma));
+  assert(inserted && "linking a VMA over a used range");
+  (void)inserted;
+  if (mapping != nullptr) mapping->i_mmap_link(this);
+  return it;
+}
+
+void Mm::vma_unlink_locked(VmaMap::iterator it) {
+  if (it->second.file != nullptr) {
+    if (AddressSpace* mapping = it->second.file->mapping()) mapping->i_mmap_unlink(this);
+  }
+  vmas_.erase(it);
 }
 
 }  // namespace dpmm::mm

@@ -39,9 +39,10 @@ TEST_F(MmapTest, ErrnoCases) {
   EXPECT_EQ(mmap_errno(VirtAddr(0x10001000 + 1), 4096, kRw, kAnon | MmapFlags::kFixed),
             Errno::kEINVAL);
   EXPECT_EQ(mmap_errno(VirtAddr(0), 4096, kRw, MmapFlags::kAnonymous), Errno::kEINVAL);
-  EXPECT_EQ(mmap_errno(VirtAddr(0), 4096, kRw, MmapFlags::kShared | MmapFlags::kAnonymous),
+  EXPECT_EQ(mmap_errno(VirtAddr(0), 4096, kRw, MmapFlags::kSharedValidate |
+                       MmapFlags::kAnonymous | static_cast<MmapFlags>(0x200000)),
             Errno::kEOPNOTSUPP);
-  EXPECT_EQ(mmap_errno(VirtAddr(0), 4096, kRw, MmapFlags::kPrivate), Errno::kEOPNOTSUPP);
+  EXPECT_EQ(mmap_errno(VirtAddr(0), 4096, kRw, MmapFlags::kPrivate), Errno::kEBADF);
   EXPECT_EQ(mmap_errno(VirtAddr(0), uint64_t{1} << 48, kRw, kAnon), Errno::kENOMEM);
   EXPECT_EQ(mmap_errno(kernel_->task_size(), 4096, kRw, kAnon | MmapFlags::kFixed),
             Errno::kENOMEM);

@@ -98,6 +98,16 @@ enum class MmuNotifierKind : uint8_t {
   kIntervalTree,  // the hmm layer's interval-tree subscriber: kept until unregistered
 };
 
+// The hmm layer's interval-tree subscriber (mm->notifier_subscriptions with has_itree,
+// hmm/mmu_interval_notifier.h): registered as kIntervalTree by Mm::interval_tree_subscriber and
+// owned jointly by the mm and the interval notifiers inserted on it (the kernel's mmgrab keeps
+// the mm_struct for them). ~Mm calls mm_gone() after exit's last invalidation; no callback and
+// no Mm access follows.
+class MmuIntervalTreeSubscriber : public MmuNotifier {
+ public:
+  virtual void mm_gone() = 0;
+};
+
 // mm->notifier_subscriptions: the per-mm list. Mm owns one; the locking the header comment
 // describes is split between Mm (mmap_lock and the anon_vma lock) and this class (the list).
 class MmuNotifierSubscriptions {

@@ -37,7 +37,7 @@ Status Mm::do_munmap_locked(VirtAddr start, VirtAddr end) {
   {
     // rmap walks read VMAs and walk page tables (rmap.h).
     WriteLocker rmap(kernel_.anon_vma_lock());
-    vmas_.erase(it, stop);
+    while (it != stop) vma_unlink_locked(it++);
     // free_pgtables: tables serving only the hole between the neighbours go.
     tlb.remove_tables(page_table_->free_pgd_range(start, end, floor_below_locked(start),
                                                   ceiling_above_locked(end)));

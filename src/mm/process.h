@@ -27,7 +27,19 @@ class Process {
   Result<VirtAddr> mmap_anon(uint64_t len, MmapProt prot) {
     return mm_->mmap(VirtAddr(0), len, prot, MmapFlags::kPrivate | MmapFlags::kAnonymous);
   }
+  // mmap(addr, len, prot, flags, fd, offset) of an open file (Mm::mmap's file overload).
+  Result<VirtAddr> mmap_file(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
+                             std::shared_ptr<File> file, uint64_t offset = 0) {
+    return mm_->mmap(addr, len, prot, flags, std::move(file), offset);
+  }
   Status munmap(VirtAddr addr, uint64_t len) { return mm_->munmap(addr, len); }
+  Result<VirtAddr> mremap(VirtAddr old_addr, uint64_t old_len, uint64_t new_len,
+                          MremapFlags flags, VirtAddr new_addr = VirtAddr(0)) {
+    return mm_->mremap(old_addr, old_len, new_len, flags, new_addr);
+  }
+  Status madvise(VirtAddr addr, uint64_t len, Madvise advice) {
+    return mm_->madvise(addr, len, advice);
+  }
   // fork(): a child process with a copy-on-write copy of this one's memory (Mm::fork).
   Result<std::unique_ptr<Process>> fork();
   Status mprotect(VirtAddr addr, uint64_t len, MmapProt prot) {

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cassert>
 
+#include "mm/address_space.h"
+#include "mm/file.h"
+
 namespace dpmm::mm {
 
 AnonVma* anon_vma_alloc(Mm& mm) { return new AnonVma{&mm, nullptr, {}, 1}; }
@@ -47,27 +50,56 @@ void rmap_walk(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
   rmap_walk_locked(k, folio, visit);
 }
 
-void rmap_walk_locked(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
-  (void)k;
-  AnonVma* root = folio_anon_vma(folio);
-  if (root == nullptr) return;
-  const uint64_t pgoff = folio.index();
-  // rmap_walk_anon: the anon_vma and every anon_vma forked from it, depth first.
+namespace {
+
+// rmap_walk_anon: the anon_vma and every anon_vma forked from it, depth first; in each live
+// mm, every VMA of that anon_vma whose page-offset range holds the folio (the kernel's
+// anon_vma interval tree, searched by pgoff). A VMA moved by mremap keeps its vm_pgoff, so the
+// folio is found at vma_address() wherever the VMA now is.
+void rmap_walk_anon(AnonVma* root, uint64_t pgoff, const RmapVisitor& visit) {
   std::vector<AnonVma*> stack{root};
   while (!stack.empty()) {
     AnonVma* av = stack.back();
     stack.pop_back();
     for (AnonVma* c : av->children) stack.push_back(c);
     if (av->mm == nullptr) continue;  // its mm exited; descendants may still map the folio
-    // The folio's address is the same in every mm of the tree (rmap.h); find the VMA there
-    // and check that it is one of av's.
-    const VirtAddr guess(pgoff << kPageShift);
-    const Vma* vma = av->mm->rmap_vma_lookup(guess);
-    if (vma == nullptr || vma->anon_vma() != av) continue;
-    const std::optional<VirtAddr> address = vma_address(*vma, pgoff);
-    if (!address) continue;
-    if (!visit(*av->mm, *vma, *address)) return;
+    Mm& mm = *av->mm;
+    bool go_on = true;
+    mm.rmap_for_each_vma([&](const Vma& vma) {
+      if (vma.anon_vma() != av) return true;
+      const std::optional<VirtAddr> address = vma_address(vma, pgoff);
+      if (!address) return true;
+      go_on = visit(mm, vma, *address);
+      return go_on;
+    });
+    if (!go_on) return;
   }
+}
+
+// rmap_walk_file: every VMA of every mm in the file's i_mmap whose page-offset range holds
+// the folio, shared and private mappings alike (a private mapping maps the page-cache folio
+// until a write copies it).
+void rmap_walk_file(AddressSpace& mapping, uint64_t pgoff, const RmapVisitor& visit) {
+  for (Mm* mm : mapping.i_mmap_mms()) {
+    bool go_on = true;
+    mm->rmap_for_each_vma([&](const Vma& vma) {
+      if (vma.file == nullptr || vma.file->mapping() != &mapping) return true;
+      const std::optional<VirtAddr> address = vma_address(vma, pgoff);
+      if (!address) return true;
+      go_on = visit(*mm, vma, *address);
+      return go_on;
+    });
+    if (!go_on) return;
+  }
+}
+
+}  // namespace
+
+void rmap_walk_locked(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
+  (void)k;
+  if (AnonVma* root = folio_anon_vma(folio)) return rmap_walk_anon(root, folio.index(), visit);
+  if (AddressSpace* mapping = AddressSpace::of_folio(folio))
+    return rmap_walk_file(*mapping, folio.index(), visit);
 }
 
 std::vector<RmapMapping> folio_find_mappings(Kernel& k, page::Folio folio,

@@ -9,8 +9,14 @@
 //     The kernel's chain of a VMA (its own anon_vma plus its ancestors') is exactly the path to
 //     the root here, so instead of chains each AnonVma keeps its children: the VMAs that may
 //     map a folio of AnonVma A are those whose AnonVma is A or a descendant of A;
-//   - an anonymous VMA's vm_pgoff is its start page (mmap_region) and dpmm has no mremap, so a
-//     folio sits at the same address (index << PAGE_SHIFT) in every mm of its tree.
+//   - a folio's index is its page offset in the VMA that first mapped it (linear_page_index);
+//     VMAs keep their vm_pgoff through splits, fork and mremap moves, so in every VMA of the
+//     tree the folio sits at vma_address(vma, index), which the walk computes per VMA (the
+//     kernel searches the anon_vma's interval tree by pgoff; dpmm looks at the mm's VMAs that
+//     use the anon_vma).
+// File folios (page cache): the folio's mapping word names its AddressSpace (address_space.h);
+// the walk visits every VMA of every mm in the file's i_mmap whose pgoff range holds the
+// folio's index, at vma_address(vma, index).
 // Locking: one RwLock per machine, Kernel::anon_vma_lock() (LockRank::kAnonVma), stands for
 // every anon_vma->root->rwsem. rmap_walk holds it for read; whoever changes a VMA set, a VMA's
 // fields, the AnonVma tree or unhooks page tables holds it for write, so the walk may read
@@ -51,11 +57,13 @@ std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff);
 // One candidate mapping. Return false to stop the walk (rmap_one's bool).
 using RmapVisitor = std::function<bool(Mm& mm, const Vma& vma, VirtAddr address)>;
 
-// rmap_walk for an anon folio: calls `visit` for every (mm, VMA, address) that may map it,
-// holding the anon_vma lock for read. The visitor may take page-table locks, call MMU
-// notifiers and take a driver mutex; it must not take any mmap_lock. Does nothing for a
-// non-anon folio. REQUIRES: the folio is referenced by the caller (or mapped) so its mapping
-// word names a live AnonVma.
+// rmap_walk: calls `visit` for every (mm, VMA, address) that may map the folio (anon:
+// rmap_walk_anon; page cache: rmap_walk_file), holding the anon_vma lock for read (which also
+// stands for i_mmap_rwsem). The visitor may take page-table locks, call MMU notifiers and take
+// a driver mutex; it must not take any mmap_lock. Does nothing for a folio with neither (a
+// driver page from vm_insert_page, a free page). REQUIRES: the folio is referenced by the
+// caller (or mapped) so its mapping word names a live AnonVma; for a page-cache folio, the
+// folio locked or its file otherwise kept (truncation clears the mapping word under the lock).
 void rmap_walk(Kernel& k, page::Folio folio, const RmapVisitor& visit)
     EXCLUDES(k.anon_vma_lock());
 void rmap_walk_locked(Kernel& k, page::Folio folio, const RmapVisitor& visit)

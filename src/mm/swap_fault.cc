@@ -1,6 +1,7 @@
 // Faults on non-present, non-none PTEs (mm/memory.c do_swap_page, handle_pte_marker,
 // remove_device_exclusive_entry, restore_exclusive_pte; mm/migrate.c migration_entry_wait).
 #include <cassert>
+#include <optional>
 
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
@@ -48,19 +49,24 @@ FaultResult device_private_fault(VmFault& vmf, Softleaf leaf) {
     return sigbus("device-private entry with no device-private handler installed");
   page::Page* page = handler->softleaf_to_page(leaf);
   if (page == nullptr) return sigbus("device-private entry names no known page");
-  page::Folio folio = page::page_folio(page);
+  std::optional<page::Folio> held;
   bool locked = false;
   {
     SpinLocker guard(mm.page_table().lock());
     if (!pte_same_locked(vmf)) return FaultResult::handled();
-    if (page::folio_trylock(folio)) {
+    // Only now, with the entry confirmed under the lock, is the page known to be mapped (and
+    // so not being freed and re-initialised by its driver): page_folio reads its head word
+    // here, as trylock_page does in do_swap_page.
+    held = page::page_folio(page);
+    if (page::folio_trylock(*held)) {
       // The reference keeps the page once the page-table lock is gone.
-      page::folio_get(folio);
+      page::folio_get(*held);
       locked = true;
-    } else if (!page::folio_try_get(folio)) {
+    } else if (!page::folio_try_get(*held)) {
       return FaultResult::handled();
     }
   }
+  const page::Folio folio = *held;
   if (!locked) {
     // Someone (a migration) holds the page lock: wait for it, then refault
     // (migration_entry_wait_on_locked).
@@ -119,7 +125,7 @@ FaultResult handle_pte_marker(VmFault& vmf, Softleaf leaf) {
     return sigbus("poisoned PTE marker (VM_FAULT_HWPOISON)");
   if ((m & arch::PteMarker::kGuard) != arch::PteMarker::kNone)
     return {FaultOutcome::kSigSegv, "guard-region PTE marker"};
-  if ((m & arch::PteMarker::kUffdWp) != arch::PteMarker::kNone) return do_anonymous_page(vmf);
+  if ((m & arch::PteMarker::kUffdWp) != arch::PteMarker::kNone) return do_pte_missing(vmf);
   return sigbus("PTE marker with no known bit");
 }
 

@@ -2,8 +2,9 @@
 //
 // [start, end) page-aligned, its flags and the page protection derived from them, the page
 // offset of `start` (vm_pgoff: for an anonymous VMA, start >> PAGE_SHIFT at creation, carried
-// through splits so linear_page_index stays the same for every address), and the anon_vma
-// seam.
+// through splits and mremap moves so linear_page_index of a page stays the same wherever the
+// VMA goes; for a file VMA, the file offset of `start` in pages), the file it maps (vm_file,
+// a reference: null for anonymous memory) and the anon_vma seam.
 //
 // anon_vma: the object anonymous folios' ->mapping points at, so the rmap can find every VMA
 // mapping them (mm/rmap.c). Phase 1 only allocates it (anon_vma_prepare) and stores it in each
@@ -14,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "arch/entry_bits.h"
@@ -22,6 +24,7 @@
 
 namespace dpmm::mm {
 
+class File;
 class Mm;
 
 // struct anon_vma, as a tree that follows fork (rmap.h): a VMA's anon_vma is created by
@@ -41,27 +44,31 @@ struct Vma {
   VmFlags flags = VmFlags::kNone;
   arch::Prot page_prot = arch::Prot::kProtNone;  // vm_page_prot
   uint64_t pgoff = 0;                            // vm_pgoff
+  std::shared_ptr<File> file;                    // vm_file (get_file on copy)
 
   Vma() = default;
   Vma(VirtAddr s, VirtAddr e, VmFlags f, uint64_t off)
       : start(s), end(e), flags(f), page_prot(vm_get_page_prot(f)), pgoff(off) {}
   Vma(const Vma& o)
       : start(o.start), end(o.end), flags(o.flags), page_prot(o.page_prot), pgoff(o.pgoff),
-        anon_vma_(o.anon_vma()) {}
+        file(o.file), anon_vma_(o.anon_vma()) {}
   Vma& operator=(const Vma& o) {
     start = o.start;
     end = o.end;
     flags = o.flags;
     page_prot = o.page_prot;
     pgoff = o.pgoff;
+    file = o.file;
     set_anon_vma(o.anon_vma());
     return *this;
   }
 
   uint64_t size() const { return end - start; }
   bool contains(VirtAddr a) const { return a >= start && a < end; }
-  // vma_is_anonymous: no vm_ops; every VMA of phase 1 is anonymous.
-  bool is_anonymous() const { return true; }
+  // vma_is_anonymous: no vm_ops. Every file VMA has vm_ops (the file's, or vma_init's dummy
+  // ops when a driver's mmap sets none), shmem ones included (MAP_SHARED|MAP_ANONYMOUS is a
+  // shmem file), so "anonymous" is "no file".
+  bool is_anonymous() const { return file == nullptr; }
   // linear_page_index.
   uint64_t linear_page_index(VirtAddr a) const { return ((a - start) >> kPageShift) + pgoff; }
 

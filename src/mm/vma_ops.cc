@@ -2,6 +2,7 @@
 // vma_merge_new_range, is_mergeable_vma, is_mergeable_anon_vma).
 #include <cassert>
 
+#include "mm/address_space.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -18,11 +19,14 @@ Result<Mm::VmaMap::iterator> Mm::split_vma_locked(VmaMap::iterator it, VirtAddr 
   hi.pgoff = lo.pgoff + ((addr - lo.start) >> kPageShift);
   WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
   lo.end = addr;
+  if (hi.file != nullptr) {
+    if (AddressSpace* mapping = hi.file->mapping()) mapping->i_mmap_link(this);
+  }
   return vmas_.emplace_hint(std::next(it), addr.raw(), hi);
 }
 
 bool Mm::can_merge(const Vma& lo, const Vma& hi) {
-  if (lo.end != hi.start || lo.flags != hi.flags) return false;
+  if (lo.end != hi.start || lo.flags != hi.flags || lo.file != hi.file) return false;
   if (hi.pgoff != lo.pgoff + (lo.size() >> kPageShift)) return false;
   // is_mergeable_anon_vma: the same anon_vma, or one side has none yet.
   return lo.anon_vma() == nullptr || hi.anon_vma() == nullptr || lo.anon_vma() == hi.anon_vma();
@@ -33,14 +37,14 @@ Mm::VmaMap::iterator Mm::merge_around_locked(VmaMap::iterator it) {
   if (auto next = std::next(it); next != vmas_.end() && can_merge(it->second, next->second)) {
     it->second.end = next->second.end;
     if (it->second.anon_vma() == nullptr) it->second.set_anon_vma(next->second.anon_vma());
-    vmas_.erase(next);
+    vma_unlink_locked(next);
   }
   if (it != vmas_.begin()) {
     auto prev = std::prev(it);
     if (can_merge(prev->second, it->second)) {
       prev->second.end = it->second.end;
       if (prev->second.anon_vma() == nullptr) prev->second.set_anon_vma(it->second.anon_vma());
-      vmas_.erase(it);
+      vma_unlink_locked(it);
       return prev;
     }
   }

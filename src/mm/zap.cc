@@ -7,6 +7,7 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
+#include "mm/file_rmap.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -28,6 +29,10 @@ void zap_nonpresent(Mm& mm, const arch::Softleaf leaf, MmuGather& tlb) {
         page = h->softleaf_to_page(leaf);
       }
       if (page == nullptr) {
+        // With a handler installed every device-private entry names a registered page (a
+        // pagemap cannot go while a page of it is mapped); without one (mm tests), say so.
+        assert(k.device_private_handler() == nullptr &&
+               "zap of a device-private entry the installed handler cannot resolve");
         std::fprintf(stderr, "dpmm: zap of %s with no page to release\n",
                      arch::softleaf_describe(leaf).c_str());
         return;
@@ -93,10 +98,11 @@ void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGathe
           page::Page* page = vm_normal_page(kernel_, d);
           if (page == nullptr) continue;  // the zero page
           page::Folio folio = page::page_folio(page);
-          // Hardware dirtiness moves to the folio (folio_mark_dirty for file pages; for anon
-          // pages the kernel drops it, but keeping PG_dirty is harmless and visible).
+          // Hardware dirtiness moves to the folio (folio_mark_dirty for file pages, so the
+          // page cache knows; for anon pages the kernel drops it, but keeping PG_dirty is
+          // harmless and visible).
           if (arch::has(d.prot, arch::Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
-          add_rss(RssMember::kAnonPages, -1);
+          add_rss(mm_counter(folio), -1);
           folio_remove_rmap_pte(folio, page);
           tlb.remove_folio(folio);
           continue;
@@ -111,6 +117,17 @@ void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGathe
     }
     a = next;
   }
+}
+
+void Mm::zap_vma_range_rmap_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
+  // zap_page_range_single: its own notifier range and mmu_gather. The anon_vma lock keeps the
+  // VMA and its page tables (every unhooking of tables holds it for write).
+  const MmuNotifierRange range = notifier_range(MmuNotifyEvent::kClear, start, end);
+  invalidate_range_start(range);
+  MmuGather tlb(*this, start, end);
+  zap_range_locked(vma, start, end, tlb);
+  tlb.finish();
+  invalidate_range_end(range);
 }
 
 }  // namespace dpmm::mm
