@@ -56,13 +56,19 @@ constexpr const char* kQ35 = "src/phys/testdata/05-qemu-q35-8g-guest.iomem";
 
 TEST(CliDemo, TellsTheSeedStory) {
   const CliRun r = dpmm("demo");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.rc, 0) << r.err << r.out;
   EXPECT_NE(r.out.find("vm-43bit-pci-full"), std::string::npos);
-  EXPECT_NE(r.out.find("legacy     FAILS  ERANGE (-34)"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("dpas       ok"), std::string::npos);
-  EXPECT_NE(r.out.find("dpas-zone  ok"), std::string::npos);
-  EXPECT_NE(r.out.find("1.2 GiB of descriptors (20971520 pages x 64 B)"), std::string::npos)
+  EXPECT_NE(r.out.find("legacy     registration FAILS: ERANGE (-34)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("largest free 128 MiB-aligned window below the limit: 2 GiB"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dpas       registration ok"), std::string::npos);
+  EXPECT_NE(r.out.find("dpas-zone  registration ok"), std::string::npos);
+  EXPECT_NE(r.out.find("gpu (private): device-private [0x0-0x13ffffffff]"), std::string::npos)
       << r.out;
+  EXPECT_NE(r.out.find("1.2 GiB of descriptors"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("zone DevicePrivate"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("every byte verified"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cannot register"), std::string::npos) << r.out;
   // Not a terminal: no progress output.
   EXPECT_TRUE(r.err.empty()) << r.err;
 }
@@ -73,11 +79,13 @@ TEST(CliDemo, OtherMachinesAndBadInput) {
   ASSERT_EQ(r.rc, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["designs"][0]["registration"]["ok"], true) << "8 GiB fits below the KASLR limit";
+  EXPECT_EQ(j["designs"][0]["verified"], true);
   const CliRun big = dpmm("demo --machine x86-kaslr-err34 --json");
   EXPECT_EQ(nlohmann::json::parse(big.out)["designs"][0]["registration"]["error"]["number"], -34);
   EXPECT_EQ(dpmm("demo --machine nope").rc, 2);
   EXPECT_EQ(dpmm("demo --device 0").rc, 2);
   EXPECT_EQ(dpmm("demo --device lots").rc, 2);
+  EXPECT_EQ(dpmm("demo --device 4097").rc, 2);
 }
 
 TEST(CliDemo, JsonHasOneObjectPerDesign) {
@@ -91,6 +99,7 @@ TEST(CliDemo, JsonHasOneObjectPerDesign) {
   EXPECT_EQ(j["designs"][0]["registration"]["ok"], false);
   EXPECT_EQ(j["designs"][0]["registration"]["error"]["name"], "ERANGE");
   EXPECT_EQ(j["designs"][0]["registration"]["error"]["number"], -34);
+  EXPECT_EQ(j["designs"][0]["verified"], false);
   EXPECT_EQ(j["designs"][1]["design"], "dpas");
   EXPECT_EQ(j["designs"][1]["registration"]["ok"], true);
   EXPECT_EQ(j["designs"][1]["registration"]["space"], "device-private");
@@ -100,8 +109,86 @@ TEST(CliDemo, JsonHasOneObjectPerDesign) {
   EXPECT_EQ(j["designs"][1]["descriptor_bytes"], 2097152ull * 64);
   EXPECT_EQ(j["designs"][2]["design"], "dpas-zone");
   EXPECT_EQ(j["designs"][2]["registration"]["ok"], true);
-  // No workload has run, so nothing may claim to be verified.
-  for (const auto& d : j["designs"]) EXPECT_EQ(d["verified"], false);
+  // The workload ran and every byte checked out where the memory registered.
+  for (int d : {1, 2}) {
+    EXPECT_EQ(j["designs"][d]["verified"], true);
+    EXPECT_EQ(j["designs"][d]["workload"]["operations"], 40000);
+    EXPECT_GT(j["designs"][d]["workload"]["events"]["migrate_to_ram"]["count"], 0);
+    EXPECT_TRUE(j["designs"][d]["workload"]["failures"].empty());
+  }
+}
+
+// ---------------------------------------------------------------- run
+
+TEST(CliRun, RunsAScenarioAndWritesATrace) {
+  const std::string trace = testing::TempDir() + "dpmm_trace.json";
+  const CliRun r = dpmm("run scenarios/device-removal.toml --trace " + trace);
+  ASSERT_EQ(r.rc, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("scenario device-removal"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PASS"), std::string::npos);
+  EXPECT_EQ(line_count(r.err), 0) << r.err;
+  std::ifstream in(trace);
+  const auto j = nlohmann::json::parse(in);
+  // Three designs, each a process with its events.
+  int processes = 0;
+  bool saw_migration = false;
+  for (const auto& e : j["traceEvents"]) {
+    if (e["ph"] == "M") ++processes;
+    if (e["name"] == "migrate_vma_setup") saw_migration = true;
+  }
+  EXPECT_EQ(processes, 3);
+  EXPECT_TRUE(saw_migration);
+}
+
+TEST(CliRun, JsonReportAndDesignChoice) {
+  const CliRun r = dpmm("run scenarios/seed-vm-43bit.toml --design legacy --design dpas --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["passed"], true);
+  ASSERT_EQ(j["designs"].size(), 2u);
+  EXPECT_EQ(j["designs"][0]["registration"]["error"]["name"], "ERANGE");
+  EXPECT_EQ(j["designs"][0]["registration"]["expected"], true);
+  EXPECT_EQ(j["designs"][1]["verified"], true);
+  EXPECT_GT(j["designs"][1]["workload"]["bytes_checked"], 8 << 20);
+}
+
+TEST(CliRun, AFailedExpectationExitsOne) {
+  const std::string path = write_temp("dpmm_fail.toml", R"(
+name = "wrong-count"
+machine = "workstation-46bit"
+designs = ["dpas"]
+[[device]]
+name = "gpu"
+size = "256MiB"
+[[step]]
+op = "mmap"
+buffer = "a"
+size = "64KiB"
+[[step]]
+op = "migrate_to_device"
+buffer = "a"
+device = "gpu"
+expect_pages = 17
+)");
+  const CliRun r = dpmm("run " + path);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("16 pages, expected 17"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAIL"), std::string::npos);
+}
+
+TEST(CliRun, BadInputIsTwoWithOneLine) {
+  const std::string path = write_temp("dpmm_bad.toml", "name = \"x\"\nmachine = 3\n");
+  CliRun r = dpmm("run " + path);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(line_count(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("dpmm_bad.toml:2"), std::string::npos) << r.err;
+  r = dpmm("run /no/such/file.toml");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("/no/such/file.toml"), std::string::npos) << r.err;
+  r = dpmm("run scenarios/device-removal.toml --design dpas3");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("dpas3"), std::string::npos) << r.err;
+  EXPECT_EQ(dpmm("run").rc, 2);
 }
 
 // ---------------------------------------------------------------- check
@@ -295,7 +382,8 @@ TEST(CliMachines, ListsAndShows) {
 }
 
 TEST(CliUsage, EverySubcommandHasHelpAndBadUsageIsTwo) {
-  for (const char* sub : {"demo", "check", "pte", "pte decode", "pte encode", "machines"}) {
+  for (const char* sub :
+       {"demo", "check", "pte", "pte decode", "pte encode", "machines", "run"}) {
     const CliRun r = dpmm(std::string(sub) + " --help");
     EXPECT_EQ(r.rc, 0) << sub;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;

@@ -22,5 +22,6 @@ void add_demo_command(CLI::App& app, Action& action);
 void add_check_command(CLI::App& app, Action& action);
 void add_pte_command(CLI::App& app, Action& action);
 void add_machines_command(CLI::App& app, Action& action);
+void add_run_command(CLI::App& app, Action& action);
 
 }  // namespace dpmm::cli

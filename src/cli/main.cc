@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   add_check_command(app, action);
   add_pte_command(app, action);
   add_machines_command(app, action);
+  add_run_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
