@@ -41,6 +41,7 @@ struct Headline {
 };
 constexpr Headline kHeadline[] = {
     {"handle_mm_fault", false},        {"migrate_to_ram", true},
+    {"pages_to_device", true},         {"pages_to_system", true},
     {"migrate_vma_setup", true},       {"migrate_vma_finalize", true},
     {"migrate_device_range", true},    {"hmm_range_fault", true},
     {"hmm_range_fault_ebusy", true},   {"mmu_interval_invalidate", true},
@@ -88,9 +89,10 @@ std::string design_report_text(const sim::DesignReport& r) {
 }
 
 std::string design_table_text(const std::vector<sim::DesignReport>& reports) {
-  std::string t = fmt::format("{:<10} {:<8} {:<15} {:>12} {:>9} {:>9} {:>8} {:>10} {:>9}  {}\n",
-                              "design", "result", "space", "descriptors", "reg ms", "ops",
-                              "faults", "to ram", "work ms", "verdict");
+  std::string t =
+      fmt::format("{:<10} {:<8} {:<15} {:>12} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}  {}\n", "design",
+                  "result", "space", "descriptors", "reg ms", "ops", "faults", "to dev",
+                  "to sys", "work ms", "verdict");
   for (const auto& r : reports) {
     const bool ok = !r.setup_error.has_value();
     std::string space = "-";
@@ -98,10 +100,11 @@ std::string design_table_text(const std::vector<sim::DesignReport>& reports) {
       space = std::string(space_name(r.devices[0].ranges[0].space));
     }
     t += fmt::format(
-        "{:<10} {:<8} {:<15} {:>12} {:>9.1f} {:>9} {:>8} {:>10} {:>9.1f}  {}\n",
+        "{:<10} {:<8} {:<15} {:>12} {:>9.1f} {:>9} {:>8} {:>9} {:>9} {:>9.1f}  {}\n",
         devmem::design_name(r.design), ok ? "ok" : std::string(errno_name(r.setup_error->code())),
         space, ok ? format_size(descriptor_bytes(r)) : "-", r.setup_ms, r.steps,
-        event_count(r, "handle_mm_fault"), event_args(r, "migrate_to_ram"), r.workload_ms,
+        event_count(r, "handle_mm_fault"), event_args(r, "pages_to_device"),
+        event_args(r, "pages_to_system"), r.workload_ms,
         ok ? (r.verified ? "verified" : "FAILED")
            : (r.setup_error_expected ? "fails as expected" : "cannot register"));
   }

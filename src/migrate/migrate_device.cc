@@ -660,14 +660,24 @@ MigratePfn migrate_device_pfn_lock(const devmem::DeviceMemory& dm, arch::PfnOrOf
   return MigratePfn::migrate_pfn(where) | kMig;
 }
 
-// The entries that are migrating (the per-page success bit after migrate_*_pages), for the
-// finalize tracepoints.
-uint64_t nr_migrating(std::span<const MigratePfn> src, std::span<const MigratePfn> dst) {
-  uint64_t n = 0;
+// The finalize tracepoints: how many entries are migrating (the per-page success bit after
+// migrate_*_pages), and, as the instant events "pages_to_device" / "pages_to_system", which
+// way they go (the destination page's zone). Looks pages up only when a sink listens.
+uint64_t trace_migrating(const devmem::DeviceMemory& dm, std::span<const MigratePfn> src,
+                         std::span<const MigratePfn> dst) {
+  if (trace_sink() == nullptr) return 0;
+  uint64_t to_device = 0;
+  uint64_t to_system = 0;
   for (size_t i = 0; i < src.size(); ++i) {
-    if (src[i].has(MigratePfnFlags::kMigrate) && dst[i].is_valid()) ++n;
+    if (!src[i].has(MigratePfnFlags::kMigrate) || !dst[i].is_valid()) continue;
+    Page* page = migrate_pfn_to_page(dm, dst[i]);
+    const uint64_t nr =
+        dst[i].has(MigratePfnFlags::kCompound) ? page::page_folio(page).nr_pages().raw() : 1;
+    (page->is_zone_device() ? to_device : to_system) += nr;
   }
-  return n;
+  if (to_device != 0) trace_instant("pages_to_device", TraceCategory::kMigrate, to_device);
+  if (to_system != 0) trace_instant("pages_to_system", TraceCategory::kMigrate, to_system);
+  return to_device + to_system;
 }
 
 }  // namespace
@@ -733,9 +743,10 @@ void migrate_vma_pages(mm::Mm& mm, MigrateVma& args) {
 }
 
 void migrate_vma_finalize(mm::Mm& mm, MigrateVma& args) {
-  TraceScope trace("migrate_vma_finalize", TraceCategory::kMigrate,
-                   nr_migrating(args.src.first(args.npages), args.dst.first(args.npages)));
   mm::Kernel& k = mm.kernel();
+  TraceScope trace("migrate_vma_finalize", TraceCategory::kMigrate,
+                   trace_migrating(device_memory_of(k), args.src.first(args.npages),
+                                   args.dst.first(args.npages)));
   migrate_device_finalize_impl(k, device_memory_of(k), args.src.first(args.npages),
                                args.dst.first(args.npages), args.fault_page);
 }
@@ -773,7 +784,8 @@ void migrate_device_pages(mm::Kernel& kernel, std::span<MigratePfn> src,
 
 void migrate_device_finalize(mm::Kernel& kernel, std::span<MigratePfn> src,
                              std::span<MigratePfn> dst) {
-  TraceScope trace("migrate_device_finalize", TraceCategory::kMigrate, nr_migrating(src, dst));
+  TraceScope trace("migrate_device_finalize", TraceCategory::kMigrate,
+                   trace_migrating(device_memory_of(kernel), src, dst));
   migrate_device_finalize_impl(kernel, device_memory_of(kernel), src, dst, nullptr);
 }
 

@@ -257,13 +257,16 @@ Result<GeneratedWorkload> parse_workload(const TomlCtx& c, const toml::node& nod
     } else if (key == "ops") {
       w.ops = TRY(phys::get_size(c, key, v));
       if (w.ops == 0) return at(c, v, "workload.ops: must not be 0");
+    } else if (key == "duration_ms") {
+      w.duration_ms = TRY(phys::get_size(c, key, v));
+      if (*w.duration_ms == 0) return at(c, v, "workload.duration_ms: must not be 0");
     } else if (key == "seed") {
       w.seed = TRY(phys::get_size(c, key, v));
     } else if (key == "device") {
       w.device = TRY(phys::get_string(c, key, v));
     } else {
       return at(c, v, fmt::format("workload: unknown key '{}' (threads, buffer, pattern, "
-                                  "read_fraction, migrate_fraction, ops, seed, device)", key));
+                                  "read_fraction, migrate_fraction, ops, duration_ms, seed, device)", key));
     }
   }
   return w;

@@ -16,7 +16,8 @@
 //                  granularity, as dmirror's DEVMEM_CHUNK_SIZE). At most two of each type.
 //   workload: either scripted steps or one generated workload, not both:
 //   [[step]]       op plus the op's keys (ScriptOp below)
-//   [workload]     threads, buffer, pattern, read_fraction, migrate_fraction, ops, seed, device
+//   [workload]     threads, buffer, pattern, read_fraction, migrate_fraction, ops, duration_ms,
+//                  seed, device
 //
 // Sizes are integers or parse_size text ("4MiB", "0x200000"). Errors are EINVAL and name the
 // file, the line and the key.
@@ -92,6 +93,8 @@ struct GeneratedWorkload {
   double read_fraction = 0.5;     // of CPU accesses
   double migrate_fraction = 0.05; // of operations: device migrations (to device, or back)
   uint64_t ops = 20000;           // per thread
+  // Optional: each thread also stops after this many milliseconds (whichever comes first).
+  std::optional<uint64_t> duration_ms;
   uint64_t seed = 1;
   std::string device;             // default: the first device
 };

@@ -89,6 +89,7 @@ pattern = "zipf"
 read_fraction = 0.75
 migrate_fraction = 0.1
 ops = 5000
+duration_ms = 250
 seed = 3
 )",
                           "g.toml", ".");
@@ -98,6 +99,7 @@ seed = 3
   EXPECT_EQ(s->generated->pattern, AccessPattern::kZipf);
   EXPECT_DOUBLE_EQ(s->generated->read_fraction, 0.75);
   EXPECT_EQ(s->generated->ops, 5000u);
+  EXPECT_EQ(s->generated->duration_ms, 250u);
 }
 
 struct BadCase {
@@ -157,7 +159,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "no device 'h'"},
         BadCase{"name = \"x\"\nmachine = \"workstation-46bit\"\n[[device]]\nname=\"g\"\n"
                 "size=\"256MiB\"\n[workload]\nread_fraction = 1.5\n",
-                "workload.read_fraction: 1.5 is not in [0, 1]"}));
+                "workload.read_fraction: 1.5 is not in [0, 1]"},
+        BadCase{"name = \"x\"\nmachine = \"workstation-46bit\"\n[[device]]\nname=\"g\"\n"
+                "size=\"256MiB\"\n[workload]\nduration_ms = 0\n",
+                "workload.duration_ms: must not be 0"},
+        BadCase{"name = \"x\"\nmachine = \"workstation-46bit\"\n[[device]]\nname=\"c\"\n"
+                "type=\"coherent\"\nsize=\"512MiB\"\n[workload]\n",
+                "a coherent device has 256 MiB"},
+        BadCase{"name = \"x\"\nmachine = \"workstation-46bit\"\n[expect_setup_error]\n"
+                "legacy = \"EWHAT\"\n",
+                "unknown errno name 'EWHAT'"}));
 
 }  // namespace
 }  // namespace dpmm::sim

@@ -91,7 +91,10 @@ void worker(Shared& sh, unsigned t, dmirror::DmirrorFile& file, ThreadResult& ou
     if (out.failures.size() < 4) out.failures.push_back(fmt::format("thread {}: {}", t, what));
   };
   std::vector<std::byte> mirror(kMaxMigratePages * kPageSize);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(sh.w.duration_ms.value_or(0));
   for (uint64_t i = 0; i < sh.w.ops && out.failures.empty(); ++i) {
+    if (sh.w.duration_ms && (i & 63) == 0 && std::chrono::steady_clock::now() >= deadline) break;
     const uint64_t page = first_page + picker.next(rng);
     if (unit(rng) < sh.w.migrate_fraction) {
       const uint64_t npages =
