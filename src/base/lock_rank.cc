@@ -1,9 +1,9 @@
 #include "base/lock_rank.h"
 
+#include <array>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <iterator>
-#include <vector>
 
 namespace dpmm {
 
@@ -34,13 +34,15 @@ namespace lock_rank {
 
 namespace {
 
-// The ranked locks this thread holds, in acquisition order. Unbounded: migrate_vma may hold
-// one folio lock per page of its range.
-struct Entry {
-  LockRank rank;
-  const void* lock;
+// How many locks of each rank this thread holds. Counts, not a list of locks: migrate_vma
+// holds one folio lock per page of its range (512 at a time), and a list made every acquire
+// and release walk all of them. The order check needs only which ranks are held; what the
+// counts cannot tell (which lock of a rank is released) the lock itself checks.
+struct Held {
+  std::array<uint32_t, static_cast<size_t>(LockRank::kCount)> count{};
+  int total = 0;
 };
-thread_local std::vector<Entry> t_held;
+thread_local Held t_held;
 
 [[noreturn, maybe_unused]] void die(const char* what, LockRank a, LockRank b) {
   std::fprintf(stderr, "dpmm: lock order violation: %s (%s then %s)\n", what, lock_rank_name(a),
@@ -48,52 +50,54 @@ thread_local std::vector<Entry> t_held;
   std::abort();
 }
 
-[[maybe_unused]] void record(LockRank r, const void* lock) { t_held.push_back({r, lock}); }
+[[maybe_unused]] void record(LockRank r) {
+  t_held.count[static_cast<size_t>(r)]++;
+  t_held.total++;
+}
 
 }  // namespace
 
 void on_acquire(LockRank r, const void* lock) {
+  (void)lock;
 #ifndef NDEBUG
   if (r == LockRank::kNone) return;
-  for (const Entry& e : t_held) {
-    const LockRank held = e.rank;
-    if (held < r) continue;
+  // Any held lock of a higher rank, or of the same rank unless it nests, is a violation.
+  for (size_t i = static_cast<size_t>(LockRank::kCount); i-- > static_cast<size_t>(r);) {
+    if (t_held.count[i] == 0) continue;
+    const LockRank held = static_cast<LockRank>(i);
     if (held == r && lock_rank_nestable(r)) continue;
     die("acquiring a lock of lower or equal rank", held, r);
   }
-  record(r, lock);
+  record(r);
 #else
   (void)r;
-  (void)lock;
 #endif
 }
 
 void on_release(LockRank r, const void* lock) {
+  (void)lock;
 #ifndef NDEBUG
   if (r == LockRank::kNone) return;
-  // Locks may be released out of order (hand-over-hand walks); find this one, newest first.
-  for (auto it = t_held.rbegin(); it != t_held.rend(); ++it) {
-    if (it->lock != lock) continue;
-    t_held.erase(std::next(it).base());
-    return;
-  }
-  die("releasing a lock that is not held", r, r);
+  // Locks may be released out of order (hand-over-hand walks).
+  uint32_t& n = t_held.count[static_cast<size_t>(r)];
+  if (n == 0) die("releasing a lock that is not held", r, r);
+  n--;
+  t_held.total--;
 #else
   (void)r;
-  (void)lock;
 #endif
 }
 
 void on_try_acquire(LockRank r, const void* lock) {
+  (void)lock;
 #ifndef NDEBUG
-  if (r != LockRank::kNone) record(r, lock);
+  if (r != LockRank::kNone) record(r);
 #else
   (void)r;
-  (void)lock;
 #endif
 }
 
-int held_count() { return static_cast<int>(t_held.size()); }
+int held_count() { return t_held.total; }
 
 }  // namespace lock_rank
 }  // namespace dpmm

@@ -49,7 +49,9 @@ const char* lock_rank_name(LockRank r);
 
 namespace lock_rank {
 // Records that the calling thread takes / drops a lock of rank `r`; aborts with both rank
-// names on an order violation. No-ops for kNone and in NDEBUG builds.
+// names on an order violation. Constant time: the thread keeps a count per rank, so `lock`
+// only names the lock (the lock itself knows whether it is held). No-ops for kNone and in
+// NDEBUG builds.
 void on_acquire(LockRank r, const void* lock);
 void on_release(LockRank r, const void* lock);
 // A successful trylock: recorded (so locks taken under it are checked) but not checked itself,
