@@ -19,6 +19,7 @@
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 #include "page/folio_lock.h"
@@ -206,6 +207,39 @@ void Mm::madvise_free_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
   const arch::EntryCodec& codec = kernel_.codec();
   const MmuNotifierRange range = notifier_range(MmuNotifyEvent::kClear, start, end);
   invalidate_range_start(range);
+  // madvise_free_huge_pmd: a whole THP mapped only here becomes clean and lazyfree at the PMD;
+  // a THP the range covers in part is split to PTEs (the kernel splits the folio too and
+  // frees its pages lazily one by one; dpmm leaves a PTE-mapped THP's pages as they are,
+  // docs/mm.md).
+  for (VirtAddr a = start; a < end;) {
+    const VirtAddr haddr = a.align_down(kPmdSize);
+    const VirtAddr next(std::min(haddr.raw() + kPmdSize, end.raw()));
+    const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
+    if (pmd && pmd_trans_huge(kernel_, pmd->load())) {
+      if (a != haddr || next != haddr + kPmdSize) {
+        split_huge_pmd(*this, vma, *pmd, a);
+      } else {
+        SpinLocker guard(page_table_->lock());
+        uint64_t old = pmd->load();
+        while (const std::optional<arch::DecodedEntry> d = pmd_trans_huge(kernel_, old)) {
+          page::Page* head = vm_normal_page_pmd(kernel_, *d);
+          if (head == nullptr) break;  // the huge zero folio
+          page::Folio folio = page::page_folio(head);
+          if (folio.mapcount() != 1) break;
+          folio.clear_flag(page::PageFlag::kDirty);
+          folio.clear_flag(page::PageFlag::kActive);
+          if (!folio.test_flag(page::PageFlag::kSwapCache))
+            folio.clear_flag(page::PageFlag::kSwapBacked);
+          const uint64_t updated =
+              MUST(codec.make_present(arch::EntryLevel::kPmd, d->pfn,
+                                      d->prot & ~(arch::Prot::kAccessed | arch::Prot::kDirty)),
+                   "clearing accessed/dirty of a valid PMD leaf encodes");
+          if (updated == old || pmd->compare_exchange(old, updated)) break;
+        }
+      }
+    }
+    a = next;
+  }
   for (VirtAddr a = start; a < end; a += kPageSize) {
     const std::optional<EntrySlot> pte = page_table_->walk_pte(a);
     if (!pte) {

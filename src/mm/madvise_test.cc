@@ -120,14 +120,17 @@ TEST_F(MadviseTest, HugePageFlagsSplitAndMergeVmas) {
   EXPECT_TRUE(has(v[0].flags, VmFlags::kRandRead));
 }
 
-TEST_F(MadviseTest, HugePageFaultsFallBackToBasePages) {
+TEST_F(MadviseTest, HugePageFaultsMapAPmdLeaf) {
   const VirtAddr map = aligned_region();
   ASSERT_TRUE(p_->madvise(map, kPmd, Madvise::kHugePage).is_ok());
   ASSERT_TRUE(p_->write_u64(map + 5 * kPageSize, 1).is_ok());
-  // One 4 KiB page, mapped by a PTE (do_huge_pmd_anonymous_page's fallback).
-  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), 1);
-  EXPECT_EQ(pte(map + 5 * kPageSize).kind, arch::DecodedEntry::Kind::kPresent);
-  EXPECT_EQ(p_->mm().page_table().walk_pte(map)->load(), 0u);
+  // do_huge_pmd_anonymous_page: the whole 2 MiB at once, mapped by a PMD leaf.
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), static_cast<int64_t>(kPmd / kPageSize));
+  EXPECT_FALSE(p_->mm().page_table().walk_pte(map).has_value());
+  const uint64_t pmd = p_->mm().page_table().walk_pmd(map)->load();
+  EXPECT_EQ(k_->codec().decode(arch::EntryLevel::kPmd, pmd).kind,
+            arch::DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(p_->read_u64(map + 5 * kPageSize).value(), 1u);
 }
 
 TEST_F(MadviseTest, CollapseFailsLikeAFailedHugePageAllocation) {

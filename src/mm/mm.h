@@ -155,6 +155,11 @@ class Mm {
   // REQUIRES: mmap_lock held for read; EXCLUDES the page-table lock (taken inside).
   AnonVma* anon_vma_prepare(const Vma& vma) REQUIRES_SHARED(mmap_lock_);
 
+  // mm_get_huge_zero_folio (mm/huge_memory.c): the huge zero folio's head pfn; the first call
+  // takes this mm's one reference on it (MMF_HUGE_ZERO_FOLIO), dropped when the mm exits.
+  // ENOMEM when it does not exist and no order-9 block is free.
+  Result<Pfn> mm_get_huge_zero_folio();
+
   // ---- RSS (get_mm_counter / add_mm_counter) ----
   int64_t rss(RssMember m) const {
     return rss_[static_cast<unsigned>(m)].load(std::memory_order_relaxed);
@@ -344,6 +349,7 @@ class Mm {
   std::shared_ptr<MmuIntervalTreeSubscriber> interval_tree_ GUARDED_BY(mmap_lock_);
   std::atomic<MmuIntervalTreeSubscriber*> interval_tree_raw_{nullptr};
   std::atomic<bool> has_pinned_{false};
+  std::atomic<bool> huge_zero_held_{false};  // MMF_HUGE_ZERO_FOLIO
   std::atomic<uint64_t> nr_faults_{0};
 };
 
