@@ -123,6 +123,14 @@ void PageTable::hook_table_locked(EntrySlot pmd, page::Folio table) {
   nr_tables_.fetch_add(1, std::memory_order_relaxed);
 }
 
+page::Folio PageTable::unhook_table_locked(EntrySlot pmd) {
+  const std::optional<Pfn> t = table_of(pmd.load());
+  assert(t && "unhook of a PMD that is not a table");
+  pmd.store(0);
+  nr_tables_.fetch_sub(1, std::memory_order_relaxed);
+  return page::Folio(MUST(kernel_.pfn_to_page(*t), "tables are RAM"));
+}
+
 size_t PageTable::nr_deposited() {
   SpinLocker guard(lock_);
   return deposited_.size();

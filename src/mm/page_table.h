@@ -142,6 +142,9 @@ class PageTable {
   page::Folio withdraw_table(VirtAddr haddr) REQUIRES(lock_);
   // pmd_populate: hooks `table` at `pmd` (a PMD entry that was none or a leaf).
   void hook_table_locked(EntrySlot pmd, page::Folio table) REQUIRES(lock_);
+  // pmdp_collapse_flush's clearing half: `pmd` (a table) becomes none; returns the table,
+  // which the caller deposits or frees. REQUIRES: the lock; `pmd` points to a table.
+  page::Folio unhook_table_locked(EntrySlot pmd) REQUIRES(lock_);
   // The number of deposited tables (tests).
   size_t nr_deposited() EXCLUDES(lock_);
 
