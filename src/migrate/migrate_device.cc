@@ -367,7 +367,7 @@ struct Collector {
           (!has(args.flags, MigrateVmaSelect::kDeviceCoherent) ||
            devmem::page_pgmap(page)->owner() != args.pgmap_owner))
         return {MigratePfn()};
-      // TODO(THP): a large folio is split here (migrate_vma_split_folio) and rescanned.
+      // A large folio here failed to split (split_large_folios): skipped below.
       mpfn = MigratePfn::migrate_pfn(arch::PfnOrOffset::of_pfn(d.pfn)) | kMig;
       if (arch::has(d.prot, Prot::kWrite)) mpfn = mpfn | MigratePfnFlags::kWrite;
     } else {

@@ -123,7 +123,7 @@ class Mm {
   //           (DONTNEED/FREE of VM_LOCKED/VM_PFNMAP/VM_HUGETLB, FREE of a non-anonymous
   //           VMA, COLLAPSE where no PMD-sized page may go)
   //   ENOMEM  part of the range is not mapped (the mapped parts are still advised), or
-  //           MADV_COLLAPSE could not allocate its huge page (always: see docs/mm.md)
+  //           MADV_COLLAPSE could not allocate its huge page (always for shmem: docs/mm.md)
   //   EAGAIN / EBUSY  MADV_COLLAPSE's other failures (madvise_collapse_errno)
   Status madvise(VirtAddr start, uint64_t len, Madvise advice) EXCLUDES(mmap_lock_);
   // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
