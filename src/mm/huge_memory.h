@@ -108,7 +108,8 @@ bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGath
 // anon folio may stay writable as change_pte_range allows). False when not a leaf.
 bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr);
 // move_huge_pmd (mremap): the leaf at old_addr, with its deposited table, moves to new_addr
-// (both 2 MiB aligned; the destination PMD is none). False when old_addr has no leaf.
+// (both 2 MiB aligned). False when old_addr has no leaf or the destination PMD is not none
+// (the caller then splits and moves PTEs).
 bool move_huge_pmd(Mm& mm, VirtAddr old_addr, VirtAddr new_addr);
 // copy_huge_pmd (fork): the child maps the same folio (or the huge zero folio) by a PMD;
 // both become read-only for a private mapping. An exclusive folio that may be pinned is

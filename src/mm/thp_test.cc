@@ -333,10 +333,17 @@ TEST_P(ThpTest, PartialMprotectSplitsWholeMprotectKeepsTheLeaf) {
   ASSERT_EQ(d.kind, DecodedEntry::Kind::kPresent);
   EXPECT_FALSE(has(d.prot, Prot::kWrite));
   EXPECT_TRUE(p_->write_u64(map, 1).is_error());
+  ASSERT_TRUE(p_->mprotect(map, kPmd, MmapProt::kNone).is_ok());
+  d = pmd(*p_, map);
+  ASSERT_EQ(d.kind, DecodedEntry::Kind::kPresent);
+  EXPECT_TRUE(has(d.prot, Prot::kProtNone));
+  EXPECT_TRUE(k_->codec().validate(EntryLevel::kPmd, pmd_word(*p_, map)).is_ok());
+  EXPECT_TRUE(p_->read_u64(map).is_error());
   ASSERT_TRUE(p_->mprotect(map, kPmd, kRw).is_ok());
   d = pmd(*p_, map);
   EXPECT_TRUE(has(d.prot, Prot::kWrite)) << "an exclusive THP becomes writable at once";
   EXPECT_EQ(d.pfn, pfn);
+  expect_pattern(*p_, map, kPmd, 0x55);
   // Half: the VMA split splits the PMD.
   ASSERT_TRUE(p_->mprotect(map, kPmd / 2, MmapProt::kRead).is_ok());
   EXPECT_EQ(pmd(*p_, map).kind, DecodedEntry::Kind::kTable);
