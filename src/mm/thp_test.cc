@@ -131,6 +131,31 @@ TEST_P(ThpTest, WriteFaultMapsAnOrder9FolioByAPmdLeaf) {
   EXPECT_EQ(w, (7 * kPageSize / 8 + 2) ^ 0xabc);
 }
 
+TEST_P(ThpTest, NoOrder9BlockFallsBackToPtes) {
+  const VirtAddr map = thp_region(*p_);
+  // Take every free order-9 block (the kernel under fragmentation).
+  std::vector<page::Folio> held;
+  while (true) {
+    Result<page::Folio> f = k_->alloc_folio(Order(kHpagePmdOrder));
+    if (f.is_error()) break;
+    held.push_back(*f);
+  }
+  ASSERT_FALSE(held.empty());
+  ASSERT_TRUE(p_->write_u64(map + kPageSize, 9).is_ok());
+  EXPECT_EQ(pmd(*p_, map).kind, DecodedEntry::Kind::kTable);
+  EXPECT_EQ(pte(*p_, map + kPageSize).kind, DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), 1);
+  EXPECT_EQ(p_->read_u64(map + kPageSize).value(), 9u);
+  // MADV_COLLAPSE: SCAN_ALLOC_HUGE_PAGE_FAIL, ENOMEM, nothing changed.
+  ASSERT_TRUE(p_->fill(map + kPmd - 16 * kPageSize, 16 * kPageSize, std::byte{4}).is_ok());
+  const Status s = p_->madvise(map, kPmd, Madvise::kCollapse);
+  ASSERT_TRUE(s.is_error());
+  EXPECT_EQ(s.error().code(), Errno::kENOMEM);
+  EXPECT_EQ(pmd(*p_, map).kind, DecodedEntry::Kind::kTable);
+  for (page::Folio f : held) page::folio_put(f);
+  EXPECT_EQ(p_->read_u64(map + kPmd - 8).value(), 0x0404040404040404u);
+}
+
 TEST_P(ThpTest, ReadFaultMapsTheHugeZeroFolioThenAWriteGetsAThp) {
   const VirtAddr map = thp_region(*p_);
   EXPECT_EQ(p_->read_u64(map + 100 * kPageSize).value(), 0u);
