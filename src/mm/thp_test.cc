@@ -269,6 +269,28 @@ TEST_P(ThpTest, ForkSharesTheThpCopyOnWrite) {
   expect_pattern(*p_, map + kPageSize, 8 * kPageSize, 0x11, kPageSize / 8);
 }
 
+TEST_P(ThpTest, ForkOfAPinnedThpCopiesItForTheChild) {
+  const VirtAddr map = thp_region(*p_);
+  write_pattern(*p_, map, kPmd, 0x2b);
+  const Pfn pfn = pmd(*p_, map).pfn;
+  std::vector<page::Page*> pins =
+      pin_user_pages_unlocked(p_->mm(), map + 3 * kPageSize, 1, FollFlags::kWrite).value();
+  // copy_huge_pmd: the exclusive THP may be pinned: split in the parent, every page copied
+  // for the child (the parent keeps the pinned folio, writable and exclusive).
+  child_ = p_->fork().value();
+  EXPECT_EQ(pmd(*p_, map).kind, DecodedEntry::Kind::kTable);
+  EXPECT_EQ(pte(*p_, map + 3 * kPageSize).pfn, pfn + PageCount(3));
+  EXPECT_TRUE(has(pte(*p_, map + 3 * kPageSize).prot, Prot::kWrite));
+  const DecodedEntry c = pte(*child_, map + 3 * kPageSize);
+  ASSERT_EQ(c.kind, DecodedEntry::Kind::kPresent);
+  EXPECT_NE(c.pfn, pfn + PageCount(3));
+  expect_pattern(*child_, map, kPmd, 0x2b);
+  ASSERT_TRUE(p_->write_u64(map, 1).is_ok());
+  EXPECT_EQ(child_->read_u64(map).value(), 0u ^ 0x2b);
+  unpin_user_pages(pins);
+  EXPECT_EQ(folio_at(pfn).mapcount(), static_cast<int>(kNr));
+}
+
 TEST_P(ThpTest, AfterTheOtherSideExitsAWriteReusesTheThp) {
   const VirtAddr map = thp_region(*p_);
   write_pattern(*p_, map, kPmd, 0x22);
