@@ -228,7 +228,7 @@ class HmmWalk {
         // so answer as the kernel's pmd_bad.
         if (range_need_fault(start, end, 0) != NeedFault::kNone) {
           return make_error(Errno::kEFAULT,
-                            "hmm_range_fault: PMD-level entry at {:#x} (THP is not modelled)",
+                            "hmm_range_fault: PMD swap entry at {:#x} (device THP is not modelled)",
                             start.raw());
         }
         pfns_fill(start, end, kHmmPfnError);

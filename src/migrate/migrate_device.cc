@@ -533,7 +533,8 @@ void migrate_vma_insert_page(mm::Mm& mm, const devmem::DeviceMemory& dm, const M
   if (!vma.is_anonymous()) return abort();
   Result<mm::EntrySlot> pmd = mm.page_table().walk_pmd_alloc(addr);
   if (pmd.is_error()) return abort();
-  // EEXIST for a PMD leaf (pmd_trans_huge): not before the THP phase.
+  // EEXIST for a PMD leaf: a THP faulted in since collection (the kernel splits only a huge
+  // zero PMD here; collection already split those): not migrated.
   Result<mm::EntrySlot> ptep = mm.page_table().pte_alloc(*pmd, addr);
   if (ptep.is_error()) return abort();
   mm.anon_vma_prepare(vma);
