@@ -221,13 +221,14 @@ class HmmWalk {
       case DecodedEntry::Kind::kTable:
         break;
       case DecodedEntry::Kind::kPresent:
+        return handle_pmd(vma, start, end, d);
       case DecodedEntry::Kind::kSwap:
-        // TODO(THP): PMD leaves (hmm_vma_handle_pmd: order-9 answers), PMD migration entries
-        // (wait, rewalk) and absent PMDs (hmm_vma_handle_absent_pmd: owned device-private THP)
-        // go here. mm makes none yet, so answer as the kernel's pmd_bad.
+        // TODO(device THP): PMD migration entries (wait, rewalk) and absent PMDs
+        // (hmm_vma_handle_absent_pmd: owned device-private THP) go here. mm makes none yet,
+        // so answer as the kernel's pmd_bad.
         if (range_need_fault(start, end, 0) != NeedFault::kNone) {
           return make_error(Errno::kEFAULT,
-                            "hmm_range_fault: PMD-level entry at {:#x} (THP is not modelled)",
+                            "hmm_range_fault: PMD swap entry at {:#x} (device THP is not modelled)",
                             start.raw());
         }
         pfns_fill(start, end, kHmmPfnError);
@@ -242,6 +243,26 @@ class HmmWalk {
         return WalkStep::kRewalk;
       }
       if (TRY(handle_pte(vma, addr, end, *pte)) == WalkStep::kRewalk) return WalkStep::kRewalk;
+    }
+    return WalkStep::kContinue;
+  }
+
+  // hmm_vma_handle_pmd: a PMD leaf (an anon THP or the huge zero folio) answers every page
+  // of [start, end) with consecutive pfns and the order of the mapping.
+  Result<WalkStep> handle_pmd(const mm::Vma& vma, VirtAddr start, VirtAddr end,
+                              const DecodedEntry& d) REQUIRES_SHARED(mm_.mmap_lock()) {
+    // pmd_to_hmm_pfn_flags: a PROT_NONE leaf is not VALID.
+    const uint64_t cpu_flags =
+        arch::has(d.prot, arch::Prot::kProtNone)
+            ? 0
+            : kHmmPfnValid | (arch::has(d.prot, arch::Prot::kWrite) ? kHmmPfnWrite : 0) |
+                  fmt_.order_bits(mm::kHpagePmdOrder);
+    const NeedFault required = range_need_fault(start, end, cpu_flags);
+    if (required != NeedFault::kNone) return vma_fault(vma, start, end, required);
+    uint64_t pfn = d.pfn.raw() + mm::pt_index(mm::PtLevel::kPte, start);
+    for (VirtAddr addr = start; addr < end; addr += kPageSize, ++pfn) {
+      uint64_t& word = range_.hmm_pfns[index(addr)];
+      word = (word & kHmmPfnInoutFlags) | pfn | cpu_flags;
     }
     return WalkStep::kContinue;
   }

@@ -30,8 +30,8 @@
 // After a fault the walk restarts at the faulted address; answers below it stay, words at and
 // above it still hold requests (the kernel's hmm_vma_walk.last).
 //
-// PMD leaves (THP) and PMD swap entries are not modelled yet (docs/hmm.md): the walk meets
-// none. TODO(THP): hmm_vma_handle_pmd (order 9 answers), PMD migration entries and
+// PMD leaves (system THP) are answered by hmm_vma_handle_pmd (order 9). PMD swap entries are
+// not modelled yet (docs/hmm.md). TODO(device THP): PMD migration entries and
 // hmm_vma_handle_absent_pmd (owned device-private THP) plug in at walk_pmd in
 // hmm_range_fault.cc.
 #pragma once

@@ -11,6 +11,7 @@
 #include "arch/softleaf.h"
 #include "hmm/device_exclusive.h"
 #include "hmm/hmm_test_rig.h"
+#include "mm/huge_memory.h"
 #include "page/folio_lock.h"
 
 namespace dpmm::hmm {
@@ -67,6 +68,34 @@ class HmmRangeFaultTest : public ::testing::TestWithParam<devmem::Design> {
   std::unique_ptr<TestDevice> dev_b_;
   std::unique_ptr<mm::Process> proc_;
 };
+
+// hmm_vma_handle_pmd: a PMD-mapped THP answers every subpage with its pfn and map order 9;
+// the huge zero folio read-only; a write request on it faults a THP in (do_huge_zero_wp_pmd).
+TEST_P(HmmRangeFaultTest, PmdLeavesAnswerOrder9) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  const VirtAddr raw = MUST(proc_->mmap_anon(3 * kPmd, kRw), "mmap");
+  const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+  ASSERT_TRUE(proc_->madvise(a, kPmd, mm::Madvise::kHugePage).is_ok());
+  EXPECT_EQ(proc_->read_u64(a).value(), 0u);  // the huge zero folio
+  const uint64_t order9 = fmt().order_bits(mm::kHpagePmdOrder);
+  std::vector<uint64_t> w(8, 0);
+  ASSERT_TRUE(run(a + 100 * kPageSize, w, kHmmPfnReqFault).is_ok());
+  const arch::DecodedEntry z = rig_->kernel().codec().decode(
+      arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
+  ASSERT_TRUE(rig_->kernel().is_huge_zero_pfn(z.pfn));
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], (z.pfn.raw() + 100 + i) | kHmmPfnValid | order9) << i;
+  EXPECT_EQ(fmt().map_order(w[0]), mm::kHpagePmdOrder);
+  // A write request: the huge zero leaf is replaced by a writable THP.
+  std::fill(w.begin(), w.end(), 0);
+  ASSERT_TRUE(run(a + 100 * kPageSize, w, kHmmPfnReqFault | kHmmPfnReqWrite).is_ok());
+  const arch::DecodedEntry t = rig_->kernel().codec().decode(
+      arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
+  ASSERT_EQ(t.kind, arch::DecodedEntry::Kind::kPresent);
+  EXPECT_FALSE(rig_->kernel().is_huge_zero_pfn(t.pfn));
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], (t.pfn.raw() + 100 + i) | kHmmPfnValid | kHmmPfnWrite | order9) << i;
+}
 
 TEST_P(HmmRangeFaultTest, SnapshotReportsPresentZeroAndNone) {
   const VirtAddr a = MUST(proc_->mmap_anon(4 * kPageSize, kRw), "mmap");

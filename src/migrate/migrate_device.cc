@@ -22,6 +22,7 @@
 #include "devmem/device_memory.h"
 #include "migrate/device_kernel.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/page_vma_mapped.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
@@ -366,7 +367,7 @@ struct Collector {
           (!has(args.flags, MigrateVmaSelect::kDeviceCoherent) ||
            devmem::page_pgmap(page)->owner() != args.pgmap_owner))
         return {MigratePfn()};
-      // TODO(THP): a large folio is split here (migrate_vma_split_folio) and rescanned.
+      // A large folio here failed to split (split_large_folios): skipped below.
       mpfn = MigratePfn::migrate_pfn(arch::PfnOrOffset::of_pfn(d.pfn)) | kMig;
       if (arch::has(d.prot, Prot::kWrite)) mpfn = mpfn | MigratePfnFlags::kWrite;
     } else {
@@ -422,15 +423,76 @@ struct Collector {
     return {mpfn, present};
   }
 
+  // The split fallback of migrate_vma_collect_huge_pmd: split_huge_pmd, then split_folio of
+  // the THP under its lock (a failure leaves it large: its pages are then skipped).
+  void collect_split_huge_pmd(mm::EntrySlot pmd, VirtAddr addr) {
+    const std::optional<DecodedEntry> d = mm::pmd_trans_huge(k, pmd.load());
+    if (!d) return;
+    Page* head = mm::vm_normal_page_pmd(k, *d);
+    mm::split_huge_pmd(mm, *args.vma, pmd, addr);
+    if (head == nullptr) return;  // the huge zero folio
+    Folio folio = page::page_folio(head);
+    if (!page::folio_try_get(folio)) return;
+    const bool is_fault = fault_folio == folio.head();
+    if (is_fault || page::folio_trylock(folio)) {
+      (void)mm::split_folio(k, folio);
+      if (!is_fault) page::folio_unlock(folio);
+    }
+    page::folio_put(folio);
+  }
+
+  // The large-folio case of migrate_vma_collect_pmd (migrate_vma_split_folio, then rescan):
+  // every PTE-mapped large system folio in [start, end) is split before the scan proper. A
+  // folio that does not split stays large and its pages are skipped.
+  void split_large_folios(mm::EntrySlot pmd, VirtAddr start, VirtAddr end) {
+    mm::PageTable& pt = mm.page_table();
+    std::vector<Folio> large;
+    {
+      SpinLocker guard(pt.lock());
+      for (VirtAddr a = start; a < end; a += kPageSize) {
+        const std::optional<mm::EntrySlot> ptep = pt.pte_offset(pmd, a);
+        if (!ptep) return;
+        const DecodedEntry d = k.codec().decode(EntryLevel::kPte, ptep->load());
+        if (d.kind != DecodedEntry::Kind::kPresent) continue;
+        Page* page = mm::vm_normal_page(k, d);
+        if (page == nullptr || page->is_zone_device() || !page->is_compound()) continue;
+        Folio folio = page::page_folio(page);
+        if (!folio.is_anon() || std::find(large.begin(), large.end(), folio) != large.end())
+          continue;
+        page::folio_get(folio);  // the PTE's reference keeps it alive under the lock
+        large.push_back(folio);
+      }
+    }
+    for (Folio folio : large) {
+      if (page::folio_trylock(folio)) {
+        (void)mm::split_folio(k, folio);
+        page::folio_unlock(folio);
+      }
+      page::folio_put(folio);
+    }
+  }
+
   // migrate_vma_collect_pmd over [start, end), inside one PMD.
   void collect_pmd(mm::EntrySlot pmd, VirtAddr start, VirtAddr end) {
     mm::PageTable& pt = mm.page_table();
+    if (mm::pmd_trans_huge(k, pmd.load())) {
+      // migrate_vma_collect_huge_pmd without MIGRATE_VMA_SELECT_COMPOUND (TODO(device THP)):
+      // a system THP needs SELECT_SYSTEM; otherwise it is split (the PMD, then the folio
+      // under its lock) and collected page by page. The huge zero PMD splits into zero-page
+      // PTEs, which collect as holes, as the kernel's hole handling of it does.
+      if (!has(args.flags, MigrateVmaSelect::kSystem)) {
+        for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
+        return;
+      }
+      collect_split_huge_pmd(pmd, start);
+    }
     if (!pt.pte_offset(pmd, start)) {
-      // TODO(THP): a PMD leaf or PMD device-private entry (migrate_vma_collect_huge_pmd).
-      // mm creates none yet; skip the range as the kernel does when it cannot split.
+      // A PMD device-private or migration entry (device THP, not modelled): skip the range
+      // as the kernel does when it cannot split.
       for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
       return;
     }
+    if (has(args.flags, MigrateVmaSelect::kSystem)) split_large_folios(pmd, start, end);
     bool unmapped = false;
     SpinLocker guard(pt.lock());
     for (VirtAddr a = start; a < end; a += kPageSize) {
@@ -471,7 +533,8 @@ void migrate_vma_insert_page(mm::Mm& mm, const devmem::DeviceMemory& dm, const M
   if (!vma.is_anonymous()) return abort();
   Result<mm::EntrySlot> pmd = mm.page_table().walk_pmd_alloc(addr);
   if (pmd.is_error()) return abort();
-  // EEXIST for a PMD leaf (pmd_trans_huge): not before the THP phase.
+  // EEXIST for a PMD leaf: a THP faulted in since collection (the kernel splits only a huge
+  // zero PMD here; collection already split those): not migrated.
   Result<mm::EntrySlot> ptep = mm.page_table().pte_alloc(*pmd, addr);
   if (ptep.is_error()) return abort();
   mm.anon_vma_prepare(vma);

@@ -14,6 +14,7 @@
 #include "migrate/migrate_pfn.h"
 #include "migrate/test_driver.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/process.h"
 
 namespace dpmm::migrate {
@@ -168,6 +169,68 @@ TEST_P(MigrateTest, SystemToDeviceAndBackKeepsBytesAndCounts) {
   }
   expect_pages(*p, a, n, 1);
   EXPECT_EQ(dev.faults.load(), 0);  // no CPU fault was needed
+}
+
+// A PMD-mapped THP migrates to the device page by page (no MIGRATE_VMA_SELECT_COMPOUND):
+// migrate_vma_collect splits the PMD and the folio, every page becomes a device-private
+// entry, and back again; then a second THP is split by a partial migration and its rest keeps
+// its bytes. RAM returns exactly.
+TEST_P(MigrateTest, ThpMigratesPageByPageAfterASplit) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  constexpr uint64_t kNr = mm::kHpagePmdNr;
+  TestDevice dev(*dk_, MemoryType::kDevicePrivate, kNr + 8, &kOwnerA);
+  auto p = mm::Process::create(k()).value();
+  const VirtAddr raw = p->mmap_anon(3 * kPmd, kRw).value();
+  const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+  ASSERT_TRUE(p->madvise(a, kPmd, mm::Madvise::kHugePage).is_ok());
+  write_pages(*p, a, kNr, 7);
+  const std::optional<DecodedEntry> leaf =
+      mm::pmd_trans_huge(k(), p->mm().page_table().walk_pmd(a)->load());
+  ASSERT_TRUE(leaf.has_value()) << "a THP before the migration";
+  const Pfn thp = leaf->pfn;
+  const uint64_t free_mapped = k().nr_free_pages();
+
+  const TestDevice::Outcome o = dev.migrate_to_device(
+      p->mm(), a, kNr, {}, MigrateVmaSelect::kSystem, [&](mm::Mm& mm, MigrateVma& args) {
+        EXPECT_EQ(args.cpages, kNr);
+        // Split: every source is a small folio holding only the collect reference.
+        for (uint64_t i : {uint64_t{0}, uint64_t{1}, kNr - 1}) {
+          page::Page* s = migrate_pfn_to_page(dm(), args.src[i]);
+          EXPECT_EQ(k().page_to_pfn(s), thp + PageCount(i));
+          EXPECT_FALSE(page::page_folio(s).is_large());
+          EXPECT_EQ(s->ref_count(), 1);
+          EXPECT_EQ(s->mapcount(), 0);
+          EXPECT_EQ(arch::softleaf_type(pte(mm, a + i * kPageSize).leaf),
+                    SoftleafType::kMigrationWrite);
+        }
+      });
+  EXPECT_EQ(o.migrated, kNr);
+  // The PTE table the split hooked stays (it was the deposited one); the THP's RAM is free.
+  EXPECT_EQ(k().nr_free_pages(), free_mapped + kNr);
+  EXPECT_EQ(p->mm().page_table().nr_deposited(), 0u);
+  for (uint64_t i : {uint64_t{0}, uint64_t{100}, kNr - 1}) {
+    expect_device_entry(p->mm(), a + i * kPageSize, /*writable=*/true);
+    page::Page* d = mapped_page(p->mm(), a + i * kPageSize);
+    EXPECT_EQ(std::vector<std::byte>(dev.bytes(d).begin(), dev.bytes(d).end()), pattern(7 + i));
+  }
+  EXPECT_EQ(dev.migrate_to_system(p->mm(), a, kNr).migrated, kNr);
+  expect_pages(*p, a, kNr, 7);
+  EXPECT_EQ(dev.nr_free(), dev.nr_pages());
+
+  // The range is PTE-mapped now; MADV_COLLAPSE makes it one THP again. A partial migration
+  // then moves only 4 pages; the other 508 stay in the split-off small folios with their
+  // bytes.
+  write_pages(*p, a, kNr, 9);
+  ASSERT_TRUE(p->madvise(a, kPmd, mm::Madvise::kCollapse).is_ok());
+  ASSERT_TRUE(mm::pmd_trans_huge(k(), p->mm().page_table().walk_pmd(a)->load()).has_value());
+  expect_pages(*p, a, kNr, 9);
+  EXPECT_EQ(dev.migrate_to_device(p->mm(), a + 10 * kPageSize, 4).migrated, 4u);
+  expect_device_entry(p->mm(), a + 11 * kPageSize, true);
+  EXPECT_EQ(pte(p->mm(), a + 9 * kPageSize).kind, DecodedEntry::Kind::kPresent);
+  expect_pages(*p, a, kNr, 9);  // the CPU reads bring the 4 pages back too
+  EXPECT_EQ(p->mm().rss(mm::RssMember::kAnonPages), int64_t(kNr));
+  p.reset();
+  EXPECT_EQ(dev.nr_free(), dev.nr_pages());
 }
 
 TEST_P(MigrateTest, HolesAndTheZeroPageArePopulated) {

@@ -34,13 +34,22 @@ bool try_access_page(Mm& mm, VirtAddr addr, AccessKind kind, Copy&& copy) {
   const PageTable& pt = mm.page_table();
   Mm::HwWalk walk(mm);
   std::optional<EntrySlot> e = pt.pgd_offset(addr);
+  EntryLevel level = EntryLevel::kPte;
   for (PtLevel child : {PtLevel::kPud, PtLevel::kPmd, PtLevel::kPte}) {
+    if (child == PtLevel::kPte) {
+      // A PMD leaf translates the whole 2 MiB (one TLB entry per 4 KiB subpage here).
+      const DecodedEntry pmd = k.codec().decode(EntryLevel::kPmd, e->load());
+      if (pmd.kind == DecodedEntry::Kind::kPresent) {
+        level = EntryLevel::kPmd;
+        break;
+      }
+    }
     e = next_level(pt, child, *e, addr);
     if (!e) return false;
   }
   uint64_t word = e->load();
   while (true) {
-    const DecodedEntry d = k.codec().decode(EntryLevel::kPte, word);
+    const DecodedEntry d = k.codec().decode(level, word);
     if (d.kind != DecodedEntry::Kind::kPresent || !d.hw_valid) return false;
     if (!arch::has(d.prot, Prot::kUser)) return false;
     if (kind == AccessKind::kWrite && !arch::has(d.prot, Prot::kWrite)) return false;
@@ -48,11 +57,14 @@ bool try_access_page(Mm& mm, VirtAddr addr, AccessKind kind, Copy&& copy) {
     Prot want = d.prot | Prot::kAccessed;
     if (kind == AccessKind::kWrite) want = want | Prot::kDirty;
     if (want != d.prot) {
-      const uint64_t updated = MUST(k.codec().make_present(EntryLevel::kPte, d.pfn, want),
+      const uint64_t updated = MUST(k.codec().make_present(level, d.pfn, want),
                                     "adding accessed/dirty to a valid entry encodes");
       if (!e->compare_exchange(word, updated)) continue;  // changed under us: re-check
     }
-    std::span<std::byte> bytes = k.page_bytes(d.pfn).subspan(addr.offset_in_page());
+    const Pfn pfn = level == EntryLevel::kPmd
+                        ? d.pfn + PageCount(pt_index(PtLevel::kPte, addr))
+                        : d.pfn;
+    std::span<std::byte> bytes = k.page_bytes(pfn).subspan(addr.offset_in_page());
     copy(bytes);
     return true;
   }

@@ -2,8 +2,16 @@
 // bookkeeping of every map and unmap (mm/rmap.c, include/linux/rmap.h), so that the rmap
 // walk, fork and migration of later phases can rely on it.
 //
-// Rules (small folios; large folios arrive with THP):
+// Rules (include/linux/rmap.h, mm/rmap.c __folio_add_rmap / __folio_remove_rmap, with
+// CONFIG_PAGE_MAPCOUNT):
 //   - a PTE mapping a page holds one folio reference and one mapcount (page->_mapcount + 1);
+//     for a page of a large folio it also adds one to the folio's large mapcount, and the
+//     page's first mapping adds one to _nr_pages_mapped;
+//   - a PMD mapping a whole PMD-sized folio holds one folio reference, one entire mapcount and
+//     one large mapcount; the first one adds ENTIRELY_MAPPED to _nr_pages_mapped; subpage
+//     _mapcounts are untouched. PageAnonExclusive of a PMD-mapped folio lives on its head
+//     page only; a split copies it to every subpage;
+//   - folio_mapcount of a large folio is its large mapcount: PTE mappings plus PMD mappings;
 //   - a newly faulted anon folio enters with the allocation's reference, which becomes the
 //     mapping's reference (folio_add_new_anon_rmap: mapping = anon_vma | FOLIO_MAPPING_ANON,
 //     index = linear_page_index, _mapcount 0, PG_anon_exclusive when the mapping is exclusive);
@@ -14,6 +22,7 @@
 // Every function REQUIRES the page-table lock of the PTE being changed.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 
 #include "arch/decoded_entry.h"
@@ -26,10 +35,34 @@
 namespace dpmm::mm {
 
 enum class RmapExclusive : bool { kNo, kYes };  // RMAP_EXCLUSIVE
+// Whether fork must treat the folio as possibly pinned (folio_needs_cow_for_dma, computed by
+// the caller: the source mm has MMF_HAS_PINNED and folio_maybe_dma_pinned; never for a
+// device-private folio, which cannot be pinned).
+enum class MaybePinned : bool { kNo, kYes };
+// enum rmap_level: which kind of page-table entry maps the pages.
+enum class RmapLevel : uint8_t { kPte, kPmd };
 
-// folio_add_new_anon_rmap. REQUIRES: a fresh small folio, never mapped, that the caller owns.
+// ENTIRELY_MAPPED (mm/internal.h): _nr_pages_mapped's count of PMD mappings.
+inline constexpr int32_t kEntirelyMapped = 0x800000;
+
+// folio_add_new_anon_rmap. REQUIRES: a fresh folio, never mapped, that the caller owns. A
+// large folio at RmapLevel::kPmd is mapped by one PMD (REQUIRES: PMD order); at kPte every
+// page is mapped by its own PTE.
 void folio_add_new_anon_rmap(page::Folio folio, const Vma& vma, VirtAddr address,
-                             RmapExclusive exclusive);
+                             RmapExclusive exclusive, RmapLevel level = RmapLevel::kPte);
+// folio_add_anon_rmap_ptes: `nr` PTEs map the pages from `page` on (split_huge_pmd).
+void folio_add_anon_rmap_ptes(page::Folio folio, page::Page* page, uint64_t nr,
+                              RmapExclusive exclusive);
+// folio_remove_rmap_pmd: a PMD no longer maps the folio (caller owns the reference).
+void folio_remove_rmap_pmd(page::Folio folio);
+// folio_try_dup_anon_rmap_pmd: fork's child PMD maps the folio too. EBUSY (nothing changed)
+// when the head is exclusive and the folio may be pinned.
+Status folio_try_dup_anon_rmap_pmd(page::Folio folio, MaybePinned maybe_pinned);
+// folio_add_file_rmap_pmd / a PMD of the huge zero folio need none: special mappings.
+
+// page_mapcount (include/linux/mm.h): the page's own PTE mappings plus, for a page of a
+// large folio, the folio's PMD mappings.
+int page_mapcount(const page::Page* page);
 // folio_add_anon_rmap_pte: another PTE maps an existing anon page (fork, restoring a
 // migration or device-exclusive entry). REQUIRES: the caller holds the reference the PTE
 // will own.
@@ -45,10 +78,6 @@ inline constexpr int kGupPinCountingBias = 1024;
 // refcount reaching the bias (false positives allowed, as in the kernel).
 bool folio_maybe_dma_pinned(page::Folio folio);
 
-// Whether fork must treat the folio as possibly pinned (folio_needs_cow_for_dma, computed by
-// the caller: the source mm has MMF_HAS_PINNED and folio_maybe_dma_pinned; never for a
-// device-private folio, which cannot be pinned).
-enum class MaybePinned : bool { kNo, kYes };
 // folio_try_dup_anon_rmap_pte (include/linux/rmap.h): fork's new PTE maps `page` too. An
 // exclusive page stops being exclusive, unless it may be pinned: then EBUSY and nothing
 // changes (the caller copies the page for the child instead). REQUIRES: the caller holds the

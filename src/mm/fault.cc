@@ -8,6 +8,7 @@
 #include "base/trace.h"
 #include "mm/anon_rmap.h"
 #include "mm/file_rmap.h"
+#include "mm/huge_memory.h"
 #include "page/folio_lock.h"
 
 namespace dpmm::mm {
@@ -255,13 +256,21 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
     return pmd.error().code() == Errno::kENOMEM ? oom("no page for a page table")
                                                 : sigbus("a PUD entry is not a table");
   }
+  // create_huge_pmd: a none PMD where a THP may go.
+  if (pmd->load() == 0 && vma->is_anonymous() &&
+      thp_vma_allowable_pmd(mm.kernel(), *vma, ThpAsker::kPageFault)) {
+    if (std::optional<FaultResult> r = do_huge_pmd_anonymous_page(vmf, *pmd)) return *r;
+  } else if (const uint64_t orig_pmd = pmd->load(); pmd_trans_huge(mm.kernel(), orig_pmd)) {
+    // A present PMD leaf: wp_huge_pmd or huge_pmd_set_accessed; fallback means it was split.
+    if (std::optional<FaultResult> r = huge_pmd_fault(vmf, *pmd, orig_pmd)) return *r;
+  }
   Result<EntrySlot> pte = mm.page_table().pte_alloc(*pmd, vmf.address);
   if (pte.is_error()) {
-    // A PMD leaf or PMD swap entry: do_huge_pmd_* and do_huge_pmd_device_private belong to
-    // the THP phase.
-    return pte.error().code() == Errno::kENOMEM
-               ? oom("no page for a PTE table")
-               : sigbus("PMD-level mappings are not modelled before the THP phase");
+    if (pte.error().code() == Errno::kENOMEM) return oom("no page for a PTE table");
+    // A PMD leaf that appeared meanwhile: retry the fault at the PMD level.
+    if (pmd_trans_huge(mm.kernel(), pmd->load())) return {FaultOutcome::kRetry, "PMD leaf raced"};
+    // A PMD swap entry (device-private THP, PMD migration entry): not modelled.
+    return sigbus("PMD swap entries are not modelled");
   }
   vmf.pte = *pte;
   return handle_pte_fault(vmf);

@@ -3,7 +3,10 @@
 //
 // Dispatch:
 //   no VMA, or an access the VMA does not allow (arch access_error)      -> kSigSegv
-//   PMD leaf or PMD swap entry (THP, later phase)                          -> kSigBus
+//   none PMD in a THP-eligible VMA          -> do_huge_pmd_anonymous_page (huge_memory.h);
+//                                              falls back to PTEs when it cannot
+//   PMD leaf                                -> do_huge_pmd_wp_page / huge_pmd_set_accessed
+//   PMD swap entry (device THP, not modelled)                             -> kSigBus
 //   pte_none (or a uffd-wp marker)          -> anonymous VMA: do_anonymous_page: a read maps
 //                                              the shared zero page read-only and special; a
 //                                              write maps a new zeroed page, writable, dirty

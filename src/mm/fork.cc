@@ -42,6 +42,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
 #include "mm/file_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
@@ -347,8 +348,21 @@ Status Mm::copy_page_range_locked(Mm& child, const Vma& dst_vma, const Vma& src_
   for (VirtAddr a = src_vma.start; a < src_vma.end && status.is_ok();) {
     const VirtAddr next(std::min(a.align_down(kPmdSpan).raw() + kPmdSpan, src_vma.end.raw()));
     const std::optional<EntrySlot> src_pmd = page_table_->walk_pmd(a);
+    if (src_pmd && pmd_trans_huge(kernel_, src_pmd->load())) {
+      // copy_huge_pmd; false means it split the leaf (a possibly pinned folio): copy PTEs.
+      Result<bool> copied =
+          copy_huge_pmd(child, *this, dst_vma, src_vma, *src_pmd, a.align_down(kPmdSpan));
+      if (copied.is_error()) {
+        status = copied.error();
+        break;
+      }
+      if (*copied) {
+        a = next;
+        continue;
+      }
+    }
     if (!src_pmd || src_pmd->load() == 0 || !page_table_->pte_offset(*src_pmd, a)) {
-      // No table, or a PMD leaf (THP, a later phase).
+      // No table (or a PMD swap entry, not modelled).
       a = next;
       continue;
     }

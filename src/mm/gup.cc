@@ -7,6 +7,7 @@
 
 #include "arch/decoded_entry.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/device_private.h"
 #include "mm/fault.h"
 #include "page/folio.h"
@@ -37,7 +38,8 @@ Result<FollFlags> valid_gup_args(FollFlags flags, FollFlags to_set) {
 }
 
 // The shared zero page: the one reserved page a user PTE maps (kernel.cc keeps it
-// PG_reserved for the kernel's lifetime). is_zero_folio.
+// PG_reserved for the kernel's lifetime), or the huge zero folio (PG_reserved on its head
+// while it lives). is_zero_folio.
 bool is_zero_folio(page::Folio folio) {
   return !folio.is_zone_device() && folio.test_flag(page::PageFlag::kReserved);
 }
@@ -99,6 +101,30 @@ void gup_put_folio(page::Folio folio, FollFlags flags) {
 Result<page::Page*> follow_page_pte(Mm& mm, VirtAddr addr, FollFlags flags)
     REQUIRES_SHARED(mm.mmap_lock()) {
   const Kernel& k = mm.kernel();
+  if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(addr);
+      pmd && pmd_trans_huge(k, pmd->load())) {
+    if (has(flags, FollFlags::kSplitPmd)) {
+      // follow_pmd_mask with FOLL_SPLIT_PMD: the caller wants PTEs.
+      const Vma* vma = mm.vma_lookup(addr);
+      assert(vma != nullptr && "gup checked the VMA");
+      split_huge_pmd(mm, *vma, *pmd, addr);
+    } else {
+      // follow_huge_pmd: the subpage of the leaf, grabbed under the lock.
+      SpinLocker guard(mm.page_table().lock());
+      const std::optional<DecodedEntry> d = pmd_trans_huge(k, pmd->load());
+      if (d) {
+        if (arch::has(d->prot, Prot::kProtNone)) return nullptr;
+        if (has(flags, FollFlags::kWrite) && !arch::has(d->prot, Prot::kWrite)) return nullptr;
+        page::Page* head = MUST(k.pfn_to_page(d->pfn), "a PMD leaf maps RAM");
+        page::Page* page = head + pt_index(PtLevel::kPte, addr);
+        page::Folio folio = page::page_folio(head);
+        try_grab_folio(folio, flags);
+        if (has(flags, FollFlags::kTouch) && has(flags, FollFlags::kWrite) && !is_zero_folio(folio))
+          folio.set_flag(page::PageFlag::kDirty);
+        return page;
+      }
+    }
+  }
   const std::optional<EntrySlot> pte = mm.page_table().walk_pte(addr);
   if (!pte) return nullptr;  // no_page_table
   SpinLocker guard(mm.page_table().lock());  // pte_offset_map_lock

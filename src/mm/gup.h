@@ -55,7 +55,7 @@ enum class FollFlags : uint32_t {
   kHwpoison = 1u << 6,         // FOLL_HWPOISON (not modelled: EINVAL)
   kAnon = 1u << 7,             // FOLL_ANON: anonymous VMAs only
   kLongterm = 1u << 8,         // FOLL_LONGTERM: pins held indefinitely (only with FOLL_PIN)
-  kSplitPmd = 1u << 9,         // FOLL_SPLIT_PMD: split a THP PMD first (no PMD leaves yet)
+  kSplitPmd = 1u << 9,         // FOLL_SPLIT_PMD: split a THP PMD first
   kPciP2pdma = 1u << 10,       // FOLL_PCI_P2PDMA
   kInterruptible = 1u << 11,   // FOLL_INTERRUPTIBLE
   kHonorNumaFault = 1u << 12,  // FOLL_HONOR_NUMA_FAULT

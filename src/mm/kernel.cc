@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mm/page_table.h"
 #include "page/node_from_machine.h"
 #include "page/zone_type.h"
 #include "phys/builtin_machines.h"
@@ -30,6 +31,8 @@ Result<std::unique_ptr<Kernel>> Kernel::create(phys::Machine machine, KernelOpti
   page::Folio zero = TRY(k->alloc_folio(Order(0)));
   zero.set_flag(page::PageFlag::kReserved);
   k->zero_pfn_ = k->page_to_pfn(zero.head());
+  k->thp_policy_ = options.transparent_hugepage;
+  k->use_zero_page_ = options.use_zero_page;
   return k;
 }
 
@@ -51,9 +54,49 @@ Kernel::~Kernel() {
                  live_mms_.load());
     std::abort();
   }
+  assert(huge_zero_refcount_.load() == 0 && "the huge zero folio outlived every Mm");
   page::Page* zero = MUST(pfn_to_page(zero_pfn_), "the zero page is RAM of this machine");
   zero->clear_flag(page::PageFlag::kReserved);
   node_->free_pages(zero, Order(0));
+}
+
+Result<Pfn> Kernel::get_huge_zero_folio() {
+  while (true) {
+    // atomic_inc_not_zero: a live huge zero folio gets one more user.
+    int cur = huge_zero_refcount_.load(std::memory_order_acquire);
+    while (cur != 0) {
+      if (huge_zero_refcount_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) {
+        return page_to_pfn(huge_zero_folio_.load(std::memory_order_acquire));
+      }
+    }
+    page::Folio folio = TRY(alloc_folio(Order(kHpagePmdOrder)));  // zeroed, as __GFP_ZERO
+    page::Page* expected = nullptr;
+    if (!huge_zero_folio_.compare_exchange_strong(expected, folio.head(),
+                                                  std::memory_order_acq_rel)) {
+      // Someone else installed one first (or the shrinker has not yet cleared the old one).
+      page::folio_put(folio);
+      continue;
+    }
+    folio.set_flag(page::PageFlag::kReserved);  // is_zero_folio for GUP (gup.cc)
+    huge_zero_pfn_.store(page_to_pfn(folio.head()).raw(), std::memory_order_release);
+    // The shrinker's reference and the caller's.
+    huge_zero_refcount_.store(2, std::memory_order_release);
+    return page_to_pfn(folio.head());
+  }
+}
+
+void Kernel::put_huge_zero_folio() {
+  const int left = huge_zero_refcount_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  assert(left >= 1 && "put_huge_zero_folio without a reference");
+  if (left != 1) return;
+  // shrink_huge_zero_folio_scan, run at once: only the shrinker's reference is left.
+  int one = 1;
+  if (!huge_zero_refcount_.compare_exchange_strong(one, 0, std::memory_order_acq_rel)) return;
+  page::Page* head = huge_zero_folio_.load(std::memory_order_acquire);
+  huge_zero_pfn_.store(~uint64_t{0}, std::memory_order_release);
+  huge_zero_folio_.store(nullptr, std::memory_order_release);
+  head->clear_flag(page::PageFlag::kReserved);
+  page::folio_put(page::Folio(head));
 }
 
 VirtAddr Kernel::task_size() const {

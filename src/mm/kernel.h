@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -33,6 +34,16 @@ namespace dpmm::mm {
 
 class DevicePrivateFaultHandler;
 
+// /sys/kernel/mm/transparent_hugepage/enabled (mm/huge_memory.c transparent_hugepage_flags):
+// which anonymous VMAs may get PMD-sized folios at fault time.
+enum class ThpPolicy : uint8_t {
+  kNever,    // "never": no THP at fault time (MADV_COLLAPSE still collapses)
+  kMadvise,  // "madvise": only VMAs with VM_HUGEPAGE (MADV_HUGEPAGE); most distributions
+  kAlways,   // "always": every suitable anonymous VMA without VM_NOHUGEPAGE
+};
+// .../transparent_hugepage/use_zero_page: read faults map the huge zero folio.
+enum class UseHugeZeroPage : bool { kNo, kYes };
+
 struct KernelOptions {
   // Which swap-type numbering page-table entries use: the design's (legacy or dpas).
   arch::SwapNumberingKind numbering = arch::SwapNumberingKind::kLegacy;
@@ -45,6 +56,9 @@ struct KernelOptions {
   // memory a coherent pagemap will cover (MEMORY_DEVICE_COHERENT). The backing store covers
   // them, so page_bytes() works for their PFNs; the node does not (no buddy pages).
   std::vector<phys::PhysRange> cpu_device_ranges;
+  // Transparent huge pages (huge_memory.h).
+  ThpPolicy transparent_hugepage = ThpPolicy::kMadvise;
+  UseHugeZeroPage use_zero_page = UseHugeZeroPage::kYes;
 };
 
 class Kernel {
@@ -98,6 +112,27 @@ class Kernel {
   Pfn zero_pfn() const { return zero_pfn_; }
   bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
 
+  // ---- transparent huge pages (huge_memory.h) ----
+  ThpPolicy thp_policy() const { return thp_policy_; }
+  UseHugeZeroPage use_huge_zero_page() const { return use_zero_page_; }
+  // get_huge_zero_folio (mm/huge_memory.c): one reference on the huge zero folio (an order-9
+  // folio of zeroes), allocating it if there is none; its head pfn. ENOMEM when no order-9
+  // block is free. The folio lives while huge_zero_refcount > 1; see put_huge_zero_folio.
+  Result<Pfn> get_huge_zero_folio();
+  // put_huge_zero_folio: drops a reference. The kernel frees the folio from a shrinker once
+  // only the shrinker's own reference is left; dpmm runs that shrinker at once, so a machine
+  // with no mm using the huge zero folio holds no page for it (docs/mm.md).
+  void put_huge_zero_folio();
+  // The huge zero folio's pfn. REQUIRES: the caller (an mm) holds a reference on it.
+  Pfn get_huge_zero_pfn_held() const {
+    assert(huge_zero_refcount_.load(std::memory_order_acquire) > 1 && "no huge zero folio held");
+    return Pfn(huge_zero_pfn_.load(std::memory_order_acquire));
+  }
+  // is_huge_zero_pfn: `pfn` is the head of the current huge zero folio.
+  bool is_huge_zero_pfn(Pfn pfn) const {
+    return pfn.raw() == huge_zero_pfn_.load(std::memory_order_acquire);
+  }
+
   // ---- device-private memory seam (device_private.h) ----
   // The handler the fault path and zap use for device-private entries; null until the device
   // memory layer installs one. The handler must outlive every Mm of this kernel.
@@ -130,6 +165,13 @@ class Kernel {
   Pfn zero_pfn_;
   std::atomic<DevicePrivateFaultHandler*> device_private_handler_{nullptr};
   std::atomic<int> live_mms_{0};
+  ThpPolicy thp_policy_ = ThpPolicy::kMadvise;
+  UseHugeZeroPage use_zero_page_ = UseHugeZeroPage::kYes;
+  // huge_zero_folio, huge_zero_pfn (~0 when none) and huge_zero_refcount (0 when none; 1 is
+  // the shrinker's own reference; each user adds one).
+  std::atomic<page::Page*> huge_zero_folio_{nullptr};
+  std::atomic<uint64_t> huge_zero_pfn_{~uint64_t{0}};
+  std::atomic<int> huge_zero_refcount_{0};
   RwLock anon_vma_lock_{LockRank::kAnonVma};
 };
 

@@ -11,14 +11,19 @@
 //                                 file pages are unmapped and refault from the page cache
 //   FREE                          lazyfree on anonymous private VMAs (see madvise_free_locked)
 //   HUGEPAGE / NOHUGEPAGE         hugepage_madvise: VM_HUGEPAGE / VM_NOHUGEPAGE
-//   COLLAPSE                      madvise_collapse with a huge-page allocation that always
-//                                 fails (docs/mm.md: THP is not modelled yet)
+//   COLLAPSE                      madvise_collapse: anonymous ranges collapse into PMD-mapped
+//                                 THPs (collapse_huge_page); shmem collapse is not modelled
+//                                 (its allocation fails: ENOMEM)
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <vector>
 
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
+#include "mm/fault.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 #include "page/folio_lock.h"
@@ -61,6 +66,7 @@ enum class Scan : uint8_t {
   kSucceed,
   kPmdNull,
   kPmdNone,
+  kPmdMapped,
   kPteUffdWp,
   kPageRo,
   kPageNull,
@@ -80,6 +86,7 @@ Errno madvise_collapse_errno(Scan r) {
       return Errno::kEAGAIN;
     case Scan::kFail:
     case Scan::kSucceed:
+    case Scan::kPmdMapped:
     case Scan::kPmdNull:
     case Scan::kPmdNone:
     case Scan::kPteUffdWp:
@@ -91,8 +98,9 @@ Errno madvise_collapse_errno(Scan r) {
   return Errno::kEINVAL;
 }
 
-// thp_vma_allowable_order(vma, vm_flags, forced collapse, PMD_ORDER).
-bool thp_vma_allowable_pmd(const Vma& vma) {
+// thp_vma_allowable_order(vma, vm_flags, forced collapse, PMD_ORDER), shmem included (its
+// collapse is not modelled: the allocation fails, see madvise_collapse_locked).
+bool collapse_allowable_pmd(const Vma& vma) {
   if (has_any(vma.flags, VmFlags::kNoHugePage | kVmNoKhugepaged)) return false;
   // Only anonymous memory and shmem may hold PMD-sized folios (no read-only file THP).
   if (!vma.is_anonymous() && dynamic_cast<ShmemFile*>(vma.file.get()) == nullptr) return false;
@@ -103,6 +111,120 @@ bool thp_vma_allowable_pmd(const Vma& vma) {
   if (vma.size() < kPmdSize) return false;
   const uint64_t haddr = (vma.end.raw() - kPmdSize) & ~(kPmdSize - 1);
   return haddr >= vma.start.raw() && haddr + kPmdSize <= vma.end.raw();
+}
+
+// collapse_huge_page (mm/khugepaged.c) for one 2 MiB range of an anonymous VMA whose scan
+// passed: swap in what is not present, allocate the THP, take the PTE table out under the
+// anon_vma lock and the notifier, recheck every entry (__collapse_huge_page_isolate), copy
+// the pages (zeroes for none and zero-page entries), map the THP by a PMD with the old table
+// deposited, and release the old pages after the flush. REQUIRES: mmap_lock held for write.
+Scan collapse_huge_page(Mm& mm, const Vma& vma, VirtAddr haddr) REQUIRES(mm.mmap_lock()) {
+  Kernel& k = mm.kernel();
+  PageTable& pt = mm.page_table();
+  // __collapse_huge_page_swapin: non-present entries are faulted in (device-private pages
+  // migrate back to RAM).
+  for (uint64_t i = 0; i < kPmdNr; ++i) {
+    const VirtAddr a = haddr + i * kPageSize;
+    const std::optional<EntrySlot> slot = pt.walk_pte(a);
+    if (!slot) return Scan::kPmdNull;
+    const uint64_t word = slot->load();
+    if (word == 0) continue;
+    if (k.codec().decode(arch::EntryLevel::kPte, word).kind != arch::DecodedEntry::Kind::kSwap)
+      continue;
+    if (handle_mm_fault(mm, a, FaultFlags::kNone).is_error()) return Scan::kFail;
+  }
+  Result<page::Folio> fresh = k.alloc_folio(Order(kHpagePmdOrder));
+  if (fresh.is_error()) return Scan::kAllocHugePageFail;
+  page::Folio thp = *fresh;
+  thp.set_flag(page::PageFlag::kUptodate);
+  mm.anon_vma_prepare(vma);
+
+  WriteLocker rmap(k.anon_vma_lock());  // anon_vma_lock_write: no rmap walk meanwhile
+  const MmuNotifierRange range = mm.notifier_range(MmuNotifyEvent::kClear, haddr, haddr + kPmdSize);
+  mm.invalidate_range_start(range);
+  const EntrySlot pmd = *pt.walk_pmd(haddr);
+  std::vector<uint64_t> words(kPmdNr);
+  std::optional<page::Folio> table;
+  Scan result = Scan::kSucceed;
+  {
+    SpinLocker guard(pt.lock());
+    // __collapse_huge_page_isolate: every entry still none, the zero page, or an anon page
+    // nobody else holds a reference to.
+    for (uint64_t i = 0; i < kPmdNr && result == Scan::kSucceed; ++i) {
+      const std::optional<EntrySlot> slot = pt.pte_offset(pmd, haddr + i * kPageSize);
+      if (!slot) {
+        result = Scan::kPmdNull;
+        break;
+      }
+      words[i] = slot->load();
+      if (words[i] == 0) continue;
+      const arch::DecodedEntry d = k.codec().decode(arch::EntryLevel::kPte, words[i]);
+      if (d.kind != arch::DecodedEntry::Kind::kPresent) {
+        result = Scan::kFail;  // SCAN_EXCEED_SWAP_PTE: a swap-in raced
+        break;
+      }
+      if (k.is_zero_pfn(d.pfn)) continue;
+      page::Page* page = vm_normal_page(k, d);
+      if (page == nullptr || page->is_zone_device()) {
+        result = Scan::kPageNull;
+        break;
+      }
+      page::Folio folio = page::page_folio(page);
+      if (!folio.is_anon()) {
+        result = Scan::kPageAnon;
+        break;
+      }
+      if (page::folio_test_locked(folio)) {
+        result = Scan::kPageLock;
+        break;
+      }
+      if (folio.ref_count() != folio.mapcount()) {
+        result = Scan::kPageCount;
+        break;
+      }
+    }
+    // pmdp_collapse_flush: the table leaves the PMD; no walk can reach the old pages.
+    if (result == Scan::kSucceed) table = pt.unhook_table_locked(pmd);
+  }
+  if (result != Scan::kSucceed) {
+    mm.invalidate_range_end(range);
+    page::folio_put(thp);
+    return result;
+  }
+  mm.flush_tlb_range(haddr, haddr + kPmdSize);
+  // __collapse_huge_page_copy: the THP came zeroed, so none and zero-page entries need
+  // nothing; present pages are copied.
+  const Pfn thp_pfn = k.page_to_pfn(thp.head());
+  std::vector<page::Folio> release;
+  int64_t filled = 0;
+  uint64_t* entries = reinterpret_cast<uint64_t*>(k.page_bytes(k.page_to_pfn(table->head())).data());
+  for (uint64_t i = 0; i < kPmdNr; ++i) {
+    EntrySlot(entries + i).store(0);  // the deposited table starts empty
+    const arch::DecodedEntry d = k.codec().decode(arch::EntryLevel::kPte, words[i]);
+    if (words[i] == 0 || d.kind != arch::DecodedEntry::Kind::kPresent || k.is_zero_pfn(d.pfn)) {
+      ++filled;
+      continue;
+    }
+    std::memcpy(k.page_bytes(thp_pfn + PageCount(i)).data(), k.page_bytes(d.pfn).data(),
+                kPageSize);
+    page::Page* page = vm_normal_page(k, d);
+    page::Folio folio = page::page_folio(page);
+    folio_remove_rmap_pte(folio, page);
+    release.push_back(folio);
+  }
+  {
+    SpinLocker guard(pt.lock());
+    folio_add_new_anon_rmap(thp, vma, haddr, RmapExclusive::kYes, RmapLevel::kPmd);
+    pt.deposit_table(haddr, *table);
+    arch::Prot p = vma.page_prot | arch::Prot::kDirty | arch::Prot::kAccessed;
+    if (has(vma.flags, VmFlags::kWrite)) p = p | arch::Prot::kWrite;
+    pmd.store(MUST(k.codec().make_present(arch::EntryLevel::kPmd, thp_pfn, p),
+                   "a 2 MiB-aligned RAM pfn encodes as a PMD leaf"));
+    mm.add_rss(RssMember::kAnonPages, filled);
+  }
+  mm.invalidate_range_end(range);
+  for (page::Folio f : release) page::folio_put(f);  // the old PTEs' references
+  return Scan::kSucceed;
 }
 
 }  // namespace
@@ -173,7 +295,7 @@ Status Mm::madvise_vma_locked(VmaMap::iterator it, VirtAddr start, VirtAddr end,
       madvise_free_locked(vma, start, end);
       return ok();
     case Madvise::kHugePage:
-      // hugepage_madvise: the flags only; faults still map base pages (docs/mm.md).
+      // hugepage_madvise: the flags; later faults may map THPs (huge_memory.h).
       return madvise_update_flags_locked(
           it, start, end, (vma.flags & ~VmFlags::kNoHugePage) | VmFlags::kHugePage);
     case Madvise::kNoHugePage:
@@ -206,6 +328,39 @@ void Mm::madvise_free_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
   const arch::EntryCodec& codec = kernel_.codec();
   const MmuNotifierRange range = notifier_range(MmuNotifyEvent::kClear, start, end);
   invalidate_range_start(range);
+  // madvise_free_huge_pmd: a whole THP mapped only here becomes clean and lazyfree at the PMD;
+  // a THP the range covers in part is split to PTEs (the kernel splits the folio too and
+  // frees its pages lazily one by one; dpmm leaves a PTE-mapped THP's pages as they are,
+  // docs/mm.md).
+  for (VirtAddr a = start; a < end;) {
+    const VirtAddr haddr = a.align_down(kPmdSize);
+    const VirtAddr next(std::min(haddr.raw() + kPmdSize, end.raw()));
+    const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
+    if (pmd && pmd_trans_huge(kernel_, pmd->load())) {
+      if (a != haddr || next != haddr + kPmdSize) {
+        split_huge_pmd(*this, vma, *pmd, a);
+      } else {
+        SpinLocker guard(page_table_->lock());
+        uint64_t old = pmd->load();
+        while (const std::optional<arch::DecodedEntry> d = pmd_trans_huge(kernel_, old)) {
+          page::Page* head = vm_normal_page_pmd(kernel_, *d);
+          if (head == nullptr) break;  // the huge zero folio
+          page::Folio folio = page::page_folio(head);
+          if (folio.mapcount() != 1) break;
+          folio.clear_flag(page::PageFlag::kDirty);
+          folio.clear_flag(page::PageFlag::kActive);
+          if (!folio.test_flag(page::PageFlag::kSwapCache))
+            folio.clear_flag(page::PageFlag::kSwapBacked);
+          const uint64_t updated =
+              MUST(codec.make_present(arch::EntryLevel::kPmd, d->pfn,
+                                      d->prot & ~(arch::Prot::kAccessed | arch::Prot::kDirty)),
+                   "clearing accessed/dirty of a valid PMD leaf encodes");
+          if (updated == old || pmd->compare_exchange(old, updated)) break;
+        }
+      }
+    }
+    a = next;
+  }
   for (VirtAddr a = start; a < end; a += kPageSize) {
     const std::optional<EntrySlot> pte = page_table_->walk_pte(a);
     if (!pte) {
@@ -252,7 +407,7 @@ void Mm::madvise_free_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
 }
 
 Status Mm::madvise_collapse_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
-  if (!thp_vma_allowable_pmd(vma))
+  if (!collapse_allowable_pmd(vma))
     return make_error(Errno::kEINVAL, "MADV_COLLAPSE: the VMA at {} may not hold a PMD-sized "
                       "page", vma.start);
   const uint64_t hstart = (start.raw() + kPmdSize - 1) & ~(kPmdSize - 1);
@@ -270,6 +425,8 @@ Status Mm::madvise_collapse_locked(const Vma& vma, VirtAddr start, VirtAddr end)
         result = Scan::kPmdNull;  // mm_find_pmd: no PMD table
       } else if (pud_ok->load() == 0) {
         result = Scan::kPmdNone;
+      } else if (pmd_trans_huge(kernel_, pud_ok->load())) {
+        result = Scan::kPmdMapped;  // already a THP: counts as collapsed
       } else {
         bool writable = false;
         SpinLocker guard(page_table_->lock());
@@ -319,10 +476,14 @@ Status Mm::madvise_collapse_locked(const Vma& vma, VirtAddr start, VirtAddr end)
         if (result == Scan::kSucceed && !writable) result = Scan::kPageRo;
       }
     }
-    // collapse_huge_page / collapse_file: alloc_charge_folio fails.
-    if (result == Scan::kSucceed) result = Scan::kAllocHugePageFail;
+    // collapse_huge_page (anon); collapse_file (shmem THPs are not modelled: its
+    // alloc_charge_folio fails).
+    if (result == Scan::kSucceed) {
+      result = shmem ? Scan::kAllocHugePageFail : collapse_huge_page(*this, vma, VirtAddr(addr));
+    }
     switch (result) {
       case Scan::kSucceed:
+      case Scan::kPmdMapped:
         ++thps;
         continue;
       case Scan::kPmdNull:
@@ -348,8 +509,7 @@ Status Mm::madvise_collapse_locked(const Vma& vma, VirtAddr start, VirtAddr end)
   if (thps == ((hend - hstart) >> kPmdShift)) return ok();
   const Errno e = madvise_collapse_errno(last_fail);
   return make_error(e, "MADV_COLLAPSE of [{}, {}): {}", start, end,
-                    e == Errno::kENOMEM ? "no PMD-sized folio can be allocated (THP allocations "
-                                          "always fail in dpmm)"
+                    e == Errno::kENOMEM ? "no PMD-sized folio could be allocated"
                                         : "the range cannot be collapsed");
 }
 

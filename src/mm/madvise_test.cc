@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "arch/decoded_entry.h"
+#include "mm/gup.h"
 #include "mm/process.h"
 #include "mm/test_machine.h"
 
@@ -120,23 +121,58 @@ TEST_F(MadviseTest, HugePageFlagsSplitAndMergeVmas) {
   EXPECT_TRUE(has(v[0].flags, VmFlags::kRandRead));
 }
 
-TEST_F(MadviseTest, HugePageFaultsFallBackToBasePages) {
+TEST_F(MadviseTest, HugePageFaultsMapAPmdLeaf) {
   const VirtAddr map = aligned_region();
   ASSERT_TRUE(p_->madvise(map, kPmd, Madvise::kHugePage).is_ok());
   ASSERT_TRUE(p_->write_u64(map + 5 * kPageSize, 1).is_ok());
-  // One 4 KiB page, mapped by a PTE (do_huge_pmd_anonymous_page's fallback).
-  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), 1);
-  EXPECT_EQ(pte(map + 5 * kPageSize).kind, arch::DecodedEntry::Kind::kPresent);
-  EXPECT_EQ(p_->mm().page_table().walk_pte(map)->load(), 0u);
+  // do_huge_pmd_anonymous_page: the whole 2 MiB at once, mapped by a PMD leaf.
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), static_cast<int64_t>(kPmd / kPageSize));
+  EXPECT_FALSE(p_->mm().page_table().walk_pte(map).has_value());
+  const uint64_t pmd = p_->mm().page_table().walk_pmd(map)->load();
+  EXPECT_EQ(k_->codec().decode(arch::EntryLevel::kPmd, pmd).kind,
+            arch::DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(p_->read_u64(map + 5 * kPageSize).value(), 1u);
 }
 
-TEST_F(MadviseTest, CollapseFailsLikeAFailedHugePageAllocation) {
+TEST_F(MadviseTest, CollapseMakesAThpOfBasePages) {
   const VirtAddr map = aligned_region();
-  // Every page present and writable: the scan passes and the allocation fails: ENOMEM.
+  // Every page present and writable: the scan passes and collapse_huge_page maps a THP.
   ASSERT_TRUE(p_->fill(map, kPmd, std::byte{1}).is_ok());
-  EXPECT_EQ(err(map, kPmd, Madvise::kCollapse), Errno::kENOMEM);
-  EXPECT_EQ(p_->read_u64(map + kPmd - 8).value(), 0x0101010101010101u);  // nothing changed
+  ASSERT_TRUE(p_->write_u64(map + 8 * kPageSize, 42).is_ok());
+  const uint64_t free_before = k_->nr_free_pages();
+  ASSERT_TRUE(p_->madvise(map, kPmd, Madvise::kCollapse).is_ok());
+  const arch::DecodedEntry d =
+      k_->codec().decode(arch::EntryLevel::kPmd, p_->mm().page_table().walk_pmd(map)->load());
+  ASSERT_EQ(d.kind, arch::DecodedEntry::Kind::kPresent);
+  EXPECT_TRUE(arch::has(d.prot, arch::Prot::kWrite));
+  // 512 old pages freed, a THP allocated; the PTE table is now the deposited one.
+  EXPECT_EQ(k_->nr_free_pages(), free_before);
+  EXPECT_EQ(p_->mm().page_table().nr_deposited(), 1u);
+  EXPECT_EQ(p_->read_u64(map + kPmd - 8).value(), 0x0101010101010101u);
+  EXPECT_EQ(p_->read_u64(map + 8 * kPageSize).value(), 42u);
   EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), static_cast<int64_t>(kPmd / kPageSize));
+  // Again: SCAN_PMD_MAPPED counts as done.
+  EXPECT_TRUE(p_->madvise(map, kPmd, Madvise::kCollapse).is_ok());
+  // Holes and zero pages become zeroes of the THP.
+  const VirtAddr sparse = aligned_region();
+  ASSERT_TRUE(p_->write_u64(sparse + 3 * kPageSize, 3).is_ok());
+  EXPECT_EQ(p_->read_u64(sparse + 5 * kPageSize).value(), 0u);  // a zero-page PTE
+  ASSERT_TRUE(p_->madvise(sparse, kPmd, Madvise::kCollapse).is_ok());
+  EXPECT_EQ(p_->read_u64(sparse + 3 * kPageSize).value(), 3u);
+  EXPECT_EQ(p_->read_u64(sparse + 5 * kPageSize).value(), 0u);
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), static_cast<int64_t>(2 * kPmd / kPageSize));
+  // A page someone else holds a reference to: SCAN_PAGE_COUNT, EAGAIN.
+  const VirtAddr held = aligned_region();
+  ASSERT_TRUE(p_->fill(held, kPmd, std::byte{2}).is_ok());
+  page::Page* pinned = nullptr;
+  {
+    ReadLocker guard(p_->mm().mmap_lock());
+    pinned = get_user_pages_remote(p_->mm(), held, 1, FollFlags::kGet).value()[0];
+  }
+  EXPECT_EQ(err(held, kPmd, Madvise::kCollapse), Errno::kEAGAIN);
+  put_user_page(pinned);
+  EXPECT_TRUE(p_->madvise(held, kPmd, Madvise::kCollapse).is_ok());
+  EXPECT_EQ(p_->read_u64(held + kPmd - 8).value(), 0x0202020202020202u);
   // A range inside one PMD: madvise_collapse's unsigned count wraps: EINVAL.
   EXPECT_EQ(err(map + kPageSize, 2 * kPageSize, Madvise::kCollapse), Errno::kEINVAL);
   // An aligned empty range of the VMA (hstart == hend) succeeds with nothing to do.

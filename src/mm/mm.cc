@@ -58,7 +58,20 @@ Mm::~Mm() {
     if (interval_tree_ != nullptr) interval_tree_->mm_gone();
   }
   page_table_.reset();
+  // mm_put_huge_zero_folio (__mmput).
+  if (huge_zero_held_.load(std::memory_order_acquire)) kernel_.put_huge_zero_folio();
   kernel_.mm_destroyed();
+}
+
+Result<Pfn> Mm::mm_get_huge_zero_folio() {
+  if (huge_zero_held_.load(std::memory_order_acquire)) {
+    // This mm's reference keeps the folio alive, so the pfn is stable.
+    return kernel_.get_huge_zero_pfn_held();
+  }
+  const Pfn pfn = TRY(kernel_.get_huge_zero_folio());
+  // test_and_set_bit(MMF_HUGE_ZERO_FOLIO): a racing fault may have taken it first.
+  if (huge_zero_held_.exchange(true, std::memory_order_acq_rel)) kernel_.put_huge_zero_folio();
+  return pfn;
 }
 
 const Vma* Mm::find_vma(VirtAddr addr) const {

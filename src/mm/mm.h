@@ -123,7 +123,7 @@ class Mm {
   //           (DONTNEED/FREE of VM_LOCKED/VM_PFNMAP/VM_HUGETLB, FREE of a non-anonymous
   //           VMA, COLLAPSE where no PMD-sized page may go)
   //   ENOMEM  part of the range is not mapped (the mapped parts are still advised), or
-  //           MADV_COLLAPSE could not allocate its huge page (always: see docs/mm.md)
+  //           MADV_COLLAPSE could not allocate its huge page (always for shmem: docs/mm.md)
   //   EAGAIN / EBUSY  MADV_COLLAPSE's other failures (madvise_collapse_errno)
   Status madvise(VirtAddr start, uint64_t len, Madvise advice) EXCLUDES(mmap_lock_);
   // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
@@ -154,6 +154,11 @@ class Mm {
   // anon_vma_prepare (mm/rmap.c): the VMA's anon_vma, allocating it on first use.
   // REQUIRES: mmap_lock held for read; EXCLUDES the page-table lock (taken inside).
   AnonVma* anon_vma_prepare(const Vma& vma) REQUIRES_SHARED(mmap_lock_);
+
+  // mm_get_huge_zero_folio (mm/huge_memory.c): the huge zero folio's head pfn; the first call
+  // takes this mm's one reference on it (MMF_HUGE_ZERO_FOLIO), dropped when the mm exits.
+  // ENOMEM when it does not exist and no order-9 block is free.
+  Result<Pfn> mm_get_huge_zero_folio();
 
   // ---- RSS (get_mm_counter / add_mm_counter) ----
   int64_t rss(RssMember m) const {
@@ -344,6 +349,7 @@ class Mm {
   std::shared_ptr<MmuIntervalTreeSubscriber> interval_tree_ GUARDED_BY(mmap_lock_);
   std::atomic<MmuIntervalTreeSubscriber*> interval_tree_raw_{nullptr};
   std::atomic<bool> has_pinned_{false};
+  std::atomic<bool> huge_zero_held_{false};  // MMF_HUGE_ZERO_FOLIO
   std::atomic<uint64_t> nr_faults_{0};
 };
 

@@ -5,6 +5,7 @@
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -87,6 +88,22 @@ void Mm::change_protection_locked(const Vma& vma, VirtAddr start, VirtAddr end) 
   // once instead of taking a write fault later.
   const bool try_writable =
       has(vma.flags, VmFlags::kWrite) && !has(vma.flags, VmFlags::kShared);
+  // change_pmd_range: a whole 2 MiB leaf changes at once (change_huge_pmd); a leaf the range
+  // covers only in part is split first.
+  constexpr uint64_t kPmdSpan = uint64_t{1} << kPmdShift;
+  for (VirtAddr a = start; a < end;) {
+    const VirtAddr haddr = a.align_down(kPmdSpan);
+    const VirtAddr next(std::min(haddr.raw() + kPmdSpan, end.raw()));
+    if (const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
+        pmd && pmd_trans_huge(kernel_, pmd->load())) {
+      if (a == haddr && next == haddr + kPmdSpan) {
+        change_huge_pmd(*this, vma, *pmd, haddr);
+      } else {
+        split_huge_pmd(*this, vma, *pmd, a);
+      }
+    }
+    a = next;
+  }
   SpinLocker guard(page_table_->lock());
   for (VirtAddr a = start; a < end; a += kPageSize) {
     const std::optional<EntrySlot> pte = page_table_->walk_pte(a);

@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "mm/address_space.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -172,8 +173,21 @@ void Mm::move_page_tables_locked(VirtAddr old_addr, VirtAddr new_addr, uint64_t 
   for (uint64_t off = 0; off < len;) {
     const VirtAddr from = old_addr + off;
     const std::optional<EntrySlot> src_pmd = page_table_->walk_pmd(from);
+    if (src_pmd && pmd_trans_huge(kernel_, src_pmd->load())) {
+      // move_pmd / move_huge_pmd: a whole leaf moves when both ends are 2 MiB aligned and
+      // the rest of the range covers it; otherwise it splits and its PTEs move one by one.
+      const VirtAddr to = new_addr + off;
+      if (from.is_aligned(kPmdSpan) && to.is_aligned(kPmdSpan) && len - off >= kPmdSpan &&
+          move_huge_pmd(*this, from, to)) {
+        off += kPmdSpan;
+        continue;
+      }
+      const Vma* vma = vma_lookup(from);
+      assert(vma != nullptr && "mremap moves mapped memory");
+      split_huge_pmd(*this, *vma, *src_pmd, from);
+    }
     if (!src_pmd || src_pmd->load() == 0 || !page_table_->pte_offset(*src_pmd, from)) {
-      // No PTE table here (PMD leaves arrive with THP): nothing to move in this PMD span.
+      // No PTE table here: nothing to move in this PMD span.
       off = std::min(len, from.align_down(kPmdSpan).raw() + kPmdSpan - old_addr.raw());
       continue;
     }

@@ -32,6 +32,7 @@ PageTable::PageTable(Kernel& kernel, page::Folio pgd)
 
 PageTable::~PageTable() {
   assert(nr_tables_.load() == 0 && "pgd_free with lower tables still hooked");
+  assert(nr_deposited() == 0 && "pgd_free with deposited tables");
   for (unsigned i = 0; i < kPtrsPerTable; ++i) {
     assert(slot(pgd_pfn_, i).load() == 0 && "pgd_free of a PGD with entries");
   }
@@ -97,6 +98,42 @@ Result<EntrySlot> PageTable::populate(EntrySlot entry, PtLevel child, VirtAddr a
     return make_error(Errno::kEEXIST, "entry for {} changed to {:#x} while populating", addr,
                       entry.load());
   return slot(*t, pt_index(child, addr));
+}
+
+void PageTable::deposit_table(VirtAddr haddr, page::Folio table) {
+  assert(haddr.is_aligned(kHpagePmdSize) && "deposit for an unaligned PMD");
+  [[maybe_unused]] const bool fresh =
+      deposited_.emplace(haddr.raw(), kernel_.page_to_pfn(table.head())).second;
+  assert(fresh && "two tables deposited for one PMD");
+  nr_tables_.fetch_add(1, std::memory_order_relaxed);
+}
+
+page::Folio PageTable::withdraw_table(VirtAddr haddr) {
+  auto it = deposited_.find(haddr.raw());
+  assert(it != deposited_.end() && "withdraw with nothing deposited");
+  const Pfn pfn = it->second;
+  deposited_.erase(it);
+  nr_tables_.fetch_sub(1, std::memory_order_relaxed);
+  return page::Folio(MUST(kernel_.pfn_to_page(pfn), "tables are RAM"));
+}
+
+void PageTable::hook_table_locked(EntrySlot pmd, page::Folio table) {
+  const Pfn pfn = kernel_.page_to_pfn(table.head());
+  pmd.store(MUST(kernel_.codec().make_table(pfn), "a RAM pfn fits a table entry"));
+  nr_tables_.fetch_add(1, std::memory_order_relaxed);
+}
+
+page::Folio PageTable::unhook_table_locked(EntrySlot pmd) {
+  const std::optional<Pfn> t = table_of(pmd.load());
+  assert(t && "unhook of a PMD that is not a table");
+  pmd.store(0);
+  nr_tables_.fetch_sub(1, std::memory_order_relaxed);
+  return page::Folio(MUST(kernel_.pfn_to_page(*t), "tables are RAM"));
+}
+
+size_t PageTable::nr_deposited() {
+  SpinLocker guard(lock_);
+  return deposited_.size();
 }
 
 Result<EntrySlot> PageTable::pud_alloc(EntrySlot pgd, VirtAddr addr) {

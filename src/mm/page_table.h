@@ -12,7 +12,13 @@
 // Upper-level (PGD, PUD, PMD) table entries are table descriptors: the same word at every
 // level on both arches (x86 _PAGE_TABLE, arm64 PMD_TYPE_TABLE), built with
 // EntryCodec::make_table and decoded at EntryLevel::kPmd. PUD leaves (1 GiB pages) are not
-// modelled; PMD leaves and PMD swap entries are left to the THP phase (a walk stops at them).
+// modelled. A PMD entry may also be a 2 MiB leaf (an anonymous THP or the huge zero folio,
+// huge_memory.h): the walks below stop at it (pte_offset returns nullopt for a leaf).
+//
+// Deposited tables (pgtable_trans_huge_deposit / _withdraw, mm/pgtable-generic.c): every
+// anonymous PMD leaf has a PTE table put aside when it is made, so that splitting it never
+// needs an allocation. dpmm keeps them in a map keyed by the PMD's address; they count in
+// nr_tables() as the kernel counts them in mm->pgtables_bytes.
 //
 // Locking (mm/memory.c, Documentation/mm/split_page_table_lock.rst):
 //   - populating an empty upper entry (pud_alloc, pmd_alloc, pte_alloc) takes the page-table
@@ -26,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -42,6 +49,10 @@ class Kernel;
 inline constexpr unsigned kPtrsPerTable = 512;  // PTRS_PER_PGD/PUD/PMD/PTE
 inline constexpr unsigned kPmdShift = 21;
 inline constexpr unsigned kPudShift = 30;
+// HPAGE_PMD_ORDER, HPAGE_PMD_SIZE, HPAGE_PMD_NR (include/linux/huge_mm.h).
+inline constexpr unsigned kHpagePmdOrder = kPmdShift - kPageShift;
+inline constexpr uint64_t kHpagePmdSize = uint64_t{1} << kPmdShift;
+inline constexpr uint64_t kHpagePmdNr = uint64_t{1} << kHpagePmdOrder;
 inline constexpr unsigned kPgdShift = 39;
 // The end of what a 4-level table maps: 2^48.
 inline constexpr uint64_t kPgtableTop = uint64_t{1} << 48;
@@ -122,6 +133,21 @@ class PageTable {
   // The PMD entry of `addr`, allocating PUD and PMD tables as needed.
   Result<EntrySlot> walk_pmd_alloc(VirtAddr addr) EXCLUDES(lock_);
 
+  // pgtable_trans_huge_deposit: puts the zeroed PTE table `table` aside for the PMD leaf at
+  // `haddr` (PMD aligned). REQUIRES: the page-table lock; none deposited there yet.
+  void deposit_table(VirtAddr haddr, page::Folio table) REQUIRES(lock_);
+  // pgtable_trans_huge_withdraw: takes the table deposited for `haddr` back; the caller
+  // hooks it (split), deposits it elsewhere (mremap) or frees it (zap, after the flush).
+  // REQUIRES: the lock.
+  page::Folio withdraw_table(VirtAddr haddr) REQUIRES(lock_);
+  // pmd_populate: hooks `table` at `pmd` (a PMD entry that was none or a leaf).
+  void hook_table_locked(EntrySlot pmd, page::Folio table) REQUIRES(lock_);
+  // pmdp_collapse_flush's clearing half: `pmd` (a table) becomes none; returns the table,
+  // which the caller deposits or frees. REQUIRES: the lock; `pmd` points to a table.
+  page::Folio unhook_table_locked(EntrySlot pmd) REQUIRES(lock_);
+  // The number of deposited tables (tests).
+  size_t nr_deposited() EXCLUDES(lock_);
+
   // The page-table pages below the PGD (PUD, PMD and PTE tables), for tests and reports.
   uint64_t nr_tables() const { return nr_tables_.load(std::memory_order_relaxed); }
 
@@ -149,6 +175,7 @@ class PageTable {
   const Pfn pgd_pfn_;
   SpinLock lock_{LockRank::kPageTable};
   std::atomic<uint64_t> nr_tables_{0};
+  std::map<uint64_t, Pfn> deposited_ GUARDED_BY(lock_);
 };
 
 }  // namespace dpmm::mm

@@ -4,6 +4,7 @@
 
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
+#include "mm/huge_memory.h"
 
 namespace dpmm::mm {
 namespace {
@@ -41,6 +42,15 @@ std::optional<PageVmaMapped> page_vma_mapped_walk(Mm& mm, const Vma& vma, VirtAd
          "PVMW_DEVICE_PRIVATE walks take an offset target, all others a PFN");
   if (!vma.contains(address)) return std::nullopt;
   const VirtAddr page = address.page_base();
+  if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(page);
+      pmd && !has(flags, PvmwFlags::kMigration) && target.is_pfn()) {
+    const uint64_t word = pmd->load();
+    if (const std::optional<arch::DecodedEntry> d = pmd_trans_huge(mm.kernel(), word)) {
+      const uint64_t t = target.raw_index();
+      if (t < d->pfn.raw() || t >= d->pfn.raw() + kHpagePmdNr) return std::nullopt;
+      return PageVmaMapped{*pmd, word, page.align_down(kHpagePmdSize), arch::EntryLevel::kPmd};
+    }
+  }
   const std::optional<EntrySlot> pte = mm.page_table().walk_pte(page);
   if (!pte) return std::nullopt;
   const uint64_t word = pte->load();

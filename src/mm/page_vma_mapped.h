@@ -15,13 +15,16 @@
 // target, when it walks a dpas device-private folio (whose entries hold offsets, not PFNs);
 // every other walk passes a PFN target and leaves it clear.
 //
-// Small folios only (one PTE); PMD mappings arrive with THP.
+// A PMD leaf maps every page of its THP: a walk for any of them (kMigration clear) matches
+// it, with `level` kPmd, `pte` the PMD slot and `address` the leaf's 2 MiB-aligned start (the
+// kernel's pvmw->pmd with pvmw->pte NULL). PMD migration entries are not modelled.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 
 #include "base/flags.h"
+#include "arch/entry_bits.h"
 #include "arch/pfn_or_offset.h"
 #include "base/types.h"
 #include "mm/mm.h"
@@ -41,6 +44,7 @@ struct PageVmaMapped {
   EntrySlot pte;
   uint64_t entry = 0;
   VirtAddr address;
+  arch::EntryLevel level = arch::EntryLevel::kPte;
 };
 
 // page_vma_mapped_walk for one page at `address` of `vma` in `mm`. The caller holds the

@@ -5,6 +5,7 @@
 #include "arch/swap_numbering.h"
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
+#include "mm/huge_memory.h"
 
 namespace dpmm::mm {
 
@@ -12,6 +13,21 @@ uint64_t pagemap_entry(Mm& mm, VirtAddr addr) {
   ReadLocker guard(mm.mmap_lock());
   const Kernel& k = mm.kernel();
   if (mm.vma_lookup(addr) == nullptr) return 0;
+  if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(addr)) {
+    if (const std::optional<arch::DecodedEntry> d = pmd_trans_huge(k, pmd->load())) {
+      // pagemap_pmd_range: every 4 KiB of a PMD leaf shows its own frame.
+      const uint64_t idx = pt_index(PtLevel::kPte, addr);
+      uint64_t flags = kPmPresent;
+      if (arch::has(d->prot, arch::Prot::kSoftDirty)) flags |= kPmSoftDirty;
+      if (arch::has(d->prot, arch::Prot::kUffdWp)) flags |= kPmUffdWp;
+      if (page::Page* head = vm_normal_page_pmd(k, *d)) {
+        const page::Folio folio = page::page_folio(head);
+        if (!folio.is_anon()) flags |= kPmFile;
+        if (folio.mapcount() == 1) flags |= kPmMmapExclusive;
+      }
+      return ((d->pfn.raw() + idx) & kPmPframeMask) | flags;
+    }
+  }
   const std::optional<EntrySlot> pte = mm.page_table().walk_pte(addr);
   if (!pte) return 0;
   const arch::DecodedEntry d = k.codec().decode(arch::EntryLevel::kPte, pte->load());
@@ -61,7 +77,7 @@ uint64_t pagemap_entry(Mm& mm, VirtAddr addr) {
   if (page != nullptr) {
     const page::Folio folio = page::page_folio(page);
     if (!folio.is_anon()) flags |= kPmFile;
-    if ((flags & kPmPresent) && page->mapcount() == 1) flags |= kPmMmapExclusive;
+    if ((flags & kPmPresent) && page_mapcount(page) == 1) flags |= kPmMmapExclusive;
   }
   return (frame & kPmPframeMask) | flags;
 }

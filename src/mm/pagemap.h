@@ -33,7 +33,7 @@ inline constexpr uint64_t kPmSwap = bits::bit(62);
 inline constexpr uint64_t kPmPresent = bits::bit(63);
 
 // The pagemap word for `addr`. Takes mmap_lock for read (EXCLUDES it). 0 for an address with
-// no entry. PMD-level entries arrive with THP.
+// no entry. A PMD leaf shows the frame of the 4 KiB subpage at `addr` (pagemap_pmd_range).
 uint64_t pagemap_entry(Mm& mm, VirtAddr addr);
 
 }  // namespace dpmm::mm

@@ -38,9 +38,13 @@ AnonVma* folio_anon_vma(page::Folio folio) {
   return reinterpret_cast<AnonVma*>(w & ~page::kFolioMappingFlags);
 }
 
-std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff) {
-  if (pgoff < vma.pgoff) return std::nullopt;
+std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff, uint64_t nr_pages) {
   const uint64_t pages = vma.size() >> kPageShift;
+  if (pgoff < vma.pgoff) {
+    // A large folio that starts before the VMA: its first page inside it, if any.
+    if (pgoff + nr_pages - 1 < vma.pgoff) return std::nullopt;
+    return vma.start;
+  }
   if (pgoff - vma.pgoff >= pages) return std::nullopt;
   return vma.start + ((pgoff - vma.pgoff) << kPageShift);
 }
@@ -56,7 +60,7 @@ namespace {
 // mm, every VMA of that anon_vma whose page-offset range holds the folio (the kernel's
 // anon_vma interval tree, searched by pgoff). A VMA moved by mremap keeps its vm_pgoff, so the
 // folio is found at vma_address() wherever the VMA now is.
-void rmap_walk_anon(AnonVma* root, uint64_t pgoff, const RmapVisitor& visit) {
+void rmap_walk_anon(AnonVma* root, uint64_t pgoff, uint64_t nr, const RmapVisitor& visit) {
   std::vector<AnonVma*> stack{root};
   while (!stack.empty()) {
     AnonVma* av = stack.back();
@@ -67,7 +71,7 @@ void rmap_walk_anon(AnonVma* root, uint64_t pgoff, const RmapVisitor& visit) {
     bool go_on = true;
     mm.rmap_for_each_vma([&](const Vma& vma) {
       if (vma.anon_vma() != av) return true;
-      const std::optional<VirtAddr> address = vma_address(vma, pgoff);
+      const std::optional<VirtAddr> address = vma_address(vma, pgoff, nr);
       if (!address) return true;
       go_on = visit(mm, vma, *address);
       return go_on;
@@ -97,7 +101,7 @@ void rmap_walk_file(AddressSpace& mapping, uint64_t pgoff, const RmapVisitor& vi
 
 void rmap_walk_locked(Kernel& k, page::Folio folio, const RmapVisitor& visit) {
   (void)k;
-  if (AnonVma* root = folio_anon_vma(folio)) return rmap_walk_anon(root, folio.index(), visit);
+  if (AnonVma* root = folio_anon_vma(folio)) return rmap_walk_anon(root, folio.index(), folio.nr_pages().raw(), visit);
   if (AddressSpace* mapping = AddressSpace::of_folio(folio))
     return rmap_walk_file(*mapping, folio.index(), visit);
 }

@@ -51,10 +51,12 @@ void put_anon_vma_locked(Kernel& k, AnonVma* anon_vma) REQUIRES(k.anon_vma_lock(
 // folio_anon_vma: the AnonVma of an anon folio, null for any other folio.
 AnonVma* folio_anon_vma(page::Folio folio);
 
-// vma_address: where page offset `pgoff` sits in `vma`, or nullopt when outside it.
-std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff);
+// vma_address: where page offset `pgoff` sits in `vma`, or nullopt when outside it. With
+// nr_pages > 1 (a large folio), the address of the folio's first page inside the VMA.
+std::optional<VirtAddr> vma_address(const Vma& vma, uint64_t pgoff, uint64_t nr_pages = 1);
 
-// One candidate mapping. Return false to stop the walk (rmap_one's bool).
+// One candidate mapping. Return false to stop the walk (rmap_one's bool). For a large folio
+// `address` is that of its first page inside the VMA (possibly not its head page).
 using RmapVisitor = std::function<bool(Mm& mm, const Vma& vma, VirtAddr address)>;
 
 // rmap_walk: calls `visit` for every (mm, VMA, address) that may map the folio (anon:

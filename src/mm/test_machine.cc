@@ -28,12 +28,15 @@ size = "256MiB"
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_test_kernel(arch::SwapNumberingKind numbering, arch::ArchKind arch) {
+std::unique_ptr<Kernel> make_test_kernel(arch::SwapNumberingKind numbering, arch::ArchKind arch,
+                                         ThpPolicy thp, UseHugeZeroPage huge_zero) {
   const char* text = arch == arch::ArchKind::kX86_64 ? kX86Toml : kArmToml;
   phys::Machine m = MUST(phys::parse_machine_toml(text, "mm-test", ""), "test machine parses");
   KernelOptions options;
   options.numbering = numbering;
   options.deferred_init = page::DeferredInit::kNo;
+  options.transparent_hugepage = thp;
+  options.use_zero_page = huge_zero;
   return MUST(Kernel::create(std::move(m), options), "test kernel builds");
 }
 

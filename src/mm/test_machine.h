@@ -12,6 +12,7 @@ namespace dpmm::mm::testing {
 
 std::unique_ptr<Kernel> make_test_kernel(
     arch::SwapNumberingKind numbering = arch::SwapNumberingKind::kLegacy,
-    arch::ArchKind arch = arch::ArchKind::kX86_64);
+    arch::ArchKind arch = arch::ArchKind::kX86_64, ThpPolicy thp = ThpPolicy::kMadvise,
+    UseHugeZeroPage huge_zero = UseHugeZeroPage::kYes);
 
 }  // namespace dpmm::mm::testing

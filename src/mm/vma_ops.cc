@@ -3,6 +3,7 @@
 #include <cassert>
 
 #include "mm/address_space.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -14,6 +15,8 @@ Result<Mm::VmaMap::iterator> Mm::split_vma_locked(VmaMap::iterator it, VirtAddr 
   if (vmas_.size() >= kMaxMapCount)
     return make_error(Errno::kENOMEM, "splitting the VMA at {} would exceed max_map_count {}",
                       addr, kMaxMapCount);
+  // vma_adjust_trans_huge: a PMD leaf across the cut becomes PTEs first.
+  vma_adjust_trans_huge(*this, lo, addr);
   Vma hi = lo;
   hi.start = addr;
   hi.pgoff = lo.pgoff + ((addr - lo.start) >> kPageShift);

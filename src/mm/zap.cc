@@ -8,6 +8,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
 #include "mm/file_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -79,9 +80,18 @@ void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGathe
       a = next;
       continue;
     }
-    // PMD leaves and PMD swap entries do not exist before the THP phase.
+    if (pmd_trans_huge(kernel_, pmd->load())) {
+      // zap_pmd_range: a whole 2 MiB goes at once (zap_huge_pmd); part of one splits first.
+      const VirtAddr haddr = a.align_down(kPmdSpan);
+      if (a == haddr && next == haddr + kPmdSpan && zap_huge_pmd(*this, vma, *pmd, haddr, tlb)) {
+        a = next;
+        continue;
+      }
+      split_huge_pmd(*this, vma, *pmd, a);
+    }
     if (!page_table_->pte_offset(*pmd, a)) {
-      assert(false && "a populated PMD in phase 1 points to a PTE table");
+      // A PMD swap entry (device-private THP, PMD migration entry) is not modelled.
+      assert(false && "a populated PMD is a table or a leaf");
       a = next;
       continue;
     }

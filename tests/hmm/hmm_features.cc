@@ -22,10 +22,12 @@ struct FeatureRow {
 };
 
 // Availability follows the headers the mm layer has today, where a header tells.
-constexpr std::array<FeatureRow, 5> kFeatures = {{
-    {Feature::kPmdThp, false,
-     "needs PMD-mapped THP: not modelled yet (issue 3); dpmm's kernel behaves as one whose "
-     "huge-page allocations always fail, so MADV_COLLAPSE fails and no PMD entry exists"},
+constexpr std::array<FeatureRow, 6> kFeatures = {{
+    {Feature::kPmdThp, true, "needs PMD-mapped THP (mm/huge_memory.h)"},
+    {Feature::kDeviceThp, false,
+     "needs device-private THP: PMD-level device-private entries and MIGRATE_VMA_SELECT_COMPOUND "
+     "migration of whole THPs (dmirror's THP paths); not modelled yet: system THPs are split "
+     "and migrated page by page"},
     {Feature::kShmemFiles, DPMM_HMM_HAVE_SHMEM != 0,
      "needs tmpfs files and MAP_SHARED mappings (mm/shmem.h): not modelled yet (issue 3)"},
     {Feature::kMremap, DPMM_HMM_HAVE_MREMAP != 0,
@@ -37,12 +39,16 @@ constexpr std::array<FeatureRow, 5> kFeatures = {{
      "(issue 3)"},
 }};
 
+// Which variants a row holds for.
+enum class Variants : uint8_t { kAll, kPrivateOnly };
+
 struct TestRow {
   std::string_view test;
   Feature feature;
+  Variants variants = Variants::kAll;
 };
 
-constexpr std::array<TestRow, 19> kNeeds = {{
+constexpr std::array<TestRow, 22> kNeeds = {{
     {"anon_write_child", Feature::kMadvise},
     {"anon_write_child_shared", Feature::kShmemFiles},
     {"anon_write_huge", Feature::kMadvise},
@@ -55,16 +61,20 @@ constexpr std::array<TestRow, 19> kNeeds = {{
     {"migrate_anon_huge_zero", Feature::kMadvise},
     {"migrate_anon_huge_free", Feature::kMadvise},
     // MADV_COLLAPSE must succeed, and the private variant checks the PMD snapshot byte and
-    // pagemap of a device THP.
+    // pagemap of a device THP (the coherent variant only needs system THP).
     {"migrate_anon_huge_fault", Feature::kPmdThp},
+    {"migrate_anon_huge_fault", Feature::kDeviceThp, Variants::kPrivateOnly},
     {"migrate_partial_unmap_fault", Feature::kMadvise},
     {"migrate_remap_fault", Feature::kMadvise},
     {"migrate_remap_fault", Feature::kMremap},
     // FAIL_ALLOC fails the device's (or system's) allocation of a whole THP and the driver
-    // falls back to base pages; with no THP the flag hits a base page, which is then not
-    // migrated (dmirror_migrate_alloc_and_copy: "if (!is_large) goto next"): -ENOENT.
+    // falls back to base pages; without COMPOUND migration the THP is split before the driver
+    // sees it, the flag hits a base page, which is then not migrated
+    // (dmirror_migrate_alloc_and_copy: "if (!is_large) goto next"): -ENOENT.
     {"migrate_anon_huge_err", Feature::kPmdThp},
+    {"migrate_anon_huge_err", Feature::kDeviceThp},
     {"migrate_anon_huge_zero_err", Feature::kPmdThp},
+    {"migrate_anon_huge_zero_err", Feature::kDeviceThp},
     {"benchmark_thp_migration", Feature::kMadvise},
     {"migrate_anon_huge_fault", Feature::kMadvise},
 }};
@@ -78,9 +88,10 @@ const FeatureRow& row(Feature f) {
 
 }  // namespace
 
-std::string unavailable_reason(std::string_view test) {
+std::string unavailable_reason(std::string_view test, Variant variant) {
   for (const TestRow& t : kNeeds) {
     if (t.test != test) continue;
+    if (t.variants == Variants::kPrivateOnly && variant != Variant::kPrivate) continue;
     const FeatureRow& f = row(t.feature);
     if (!f.available) return std::string(f.reason);
   }

@@ -17,7 +17,7 @@ std::string_view current_test_name() {
 }  // namespace
 
 void HmmFixtureBase::set_up_env() {
-  const std::string reason = unavailable_reason(current_test_name());
+  const std::string reason = unavailable_reason(current_test_name(), GetParam().variant);
   if (!reason.empty()) GTEST_SKIP() << reason;
   Result<std::unique_ptr<HmmEnv>> env = HmmEnv::create(GetParam().design);
   ASSERT_TRUE(env.is_ok()) << "the test machine and driver: " << env.error().to_string();

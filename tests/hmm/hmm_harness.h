@@ -104,15 +104,16 @@ std::vector<HmmParam> all_params();
 // ---- features dpmm does not model yet: the one place a test is skipped for that ----
 enum class Feature : uint8_t {
   kPmdThp,         // PMD-mapped transparent huge pages (madvise MADV_COLLAPSE, PMD entries)
+  kDeviceThp,      // device-private THP: PMD device-private entries, MIGRATE_VMA_SELECT_COMPOUND
   kShmemFiles,     // tmpfs files, MAP_SHARED file mappings, MAP_SHARED|MAP_ANONYMOUS
   kMremap,         // mremap(2)
   kMadvise,        // madvise(2)
   kDeviceFileMmap, // mmap of the dmirror device file (vm_insert_page, VM_MIXEDMAP)
 };
 
-// The reason `test` (the test's name without the parameter suffix) cannot run on dpmm today,
-// or an empty string when it can. Every row holds for all designs and both variants.
-std::string unavailable_reason(std::string_view test);
+// The reason `test` (the test's name without the parameter suffix) cannot run on dpmm today
+// in `variant`, or an empty string when it can. Rows hold for all designs.
+std::string unavailable_reason(std::string_view test, Variant variant);
 
 // ---- errno as the original sees it ----
 // The errno values of include/uapi/asm-generic/errno-base.h that the harness itself returns.

@@ -1,0 +1,506 @@
+#include "mm/huge_memory.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <vector>
+
+#include "mm/anon_rmap.h"
+#include "mm/rmap.h"
+#include "page/folio_lock.h"
+
+namespace dpmm::mm {
+namespace {
+
+using arch::DecodedEntry;
+using arch::EntryLevel;
+using arch::Prot;
+
+// VM_SPECIAL | VM_HUGETLB: never THP (VM_NO_KHUGEPAGED).
+constexpr VmFlags kVmNoThp = VmFlags::kIo | VmFlags::kDontExpand | VmFlags::kPfnMap |
+                             VmFlags::kMixedMap | VmFlags::kHugetlb;
+
+uint64_t encode_pmd(const Kernel& k, Pfn pfn, Prot prot) {
+  return MUST(k.codec().make_present(EntryLevel::kPmd, pfn, prot),
+              "a 2 MiB-aligned RAM pfn with a user protection encodes as a PMD leaf");
+}
+
+uint64_t encode_pte(const Kernel& k, Pfn pfn, Prot prot) {
+  return MUST(k.codec().make_present(EntryLevel::kPte, pfn, prot),
+              "a RAM pfn with a PMD leaf's protection encodes as a PTE");
+}
+
+// The huge zero folio's leaf: read-only and special (pmd_mkspecial, mm/huge_memory.c
+// set_huge_zero_folio).
+uint64_t huge_zero_pmd(const Kernel& k, const Vma& vma, Pfn zero) {
+  return encode_pmd(k, zero, (vma.page_prot & ~Prot::kWrite) | Prot::kSpecial);
+}
+
+// map_anon_folio_pmd: a new anon THP mapped writable (VM_WRITE is set: access_error passed a
+// write fault, or the caller checked), dirty and young.
+uint64_t anon_thp_pmd(const Kernel& k, const Vma& vma, Pfn pfn) {
+  Prot p = vma.page_prot | Prot::kDirty | Prot::kAccessed;
+  if (has(vma.flags, VmFlags::kWrite)) p = p | Prot::kWrite;  // maybe_pmd_mkwrite
+  return encode_pmd(k, pfn, p);
+}
+
+// vma_alloc_anon_folio_pmd: an order-9 folio of zeroes, uptodate. nullopt when no order-9
+// block is free (THP_FAULT_FALLBACK).
+std::optional<page::Folio> alloc_anon_folio_pmd(Kernel& k) {
+  Result<page::Folio> f = k.alloc_folio(Order(kHpagePmdOrder));
+  if (f.is_error()) return std::nullopt;
+  f->set_flag(page::PageFlag::kUptodate);  // __folio_mark_uptodate
+  return *f;
+}
+
+// pmd_same, allowing for accessed/dirty set by a hardware walk since `orig` was read.
+bool pmd_same_leaf(const Kernel& k, uint64_t now, uint64_t orig) {
+  if (now == orig) return true;
+  const std::optional<DecodedEntry> a = pmd_trans_huge(k, now);
+  const std::optional<DecodedEntry> b = pmd_trans_huge(k, orig);
+  if (!a || !b) return false;
+  constexpr Prot kHw = Prot::kAccessed | Prot::kDirty;
+  return a->pfn == b->pfn && (a->prot & ~kHw) == (b->prot & ~kHw);
+}
+
+// do_huge_zero_wp_pmd (mm/huge_memory.c, 6.13+): a write to the huge zero PMD gets a new THP
+// of zeroes in its place; no order-9 block means fallback (split, then the PTE path).
+std::optional<FaultResult> do_huge_zero_wp_pmd(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  Mm& mm = *vmf.mm;
+  Kernel& k = mm.kernel();
+  const Vma& vma = *vmf.vma;
+  const VirtAddr haddr = vmf.address.align_down(kHpagePmdSize);
+  mm.mmap_assert_locked();
+  mm.anon_vma_prepare(vma);
+  std::optional<page::Folio> folio = alloc_anon_folio_pmd(k);
+  if (!folio) return std::nullopt;
+  const MmuNotifierRange range = mm.notifier_range(MmuNotifyEvent::kClear, haddr,
+                                                   haddr + kHpagePmdSize);
+  mm.invalidate_range_start(range);
+  bool mapped = false;
+  {
+    SpinLocker guard(mm.page_table().lock());
+    if (pmd_same_leaf(k, pmd.load(), orig_pmd)) {
+      // pmdp_huge_clear_flush, then map_anon_folio_pmd; the deposited table stays.
+      pmd.exchange(0);
+      folio_add_new_anon_rmap(*folio, vma, haddr, RmapExclusive::kYes, RmapLevel::kPmd);
+      pmd.store(anon_thp_pmd(k, vma, k.page_to_pfn(folio->head())));
+      mm.add_rss(RssMember::kAnonPages, static_cast<int64_t>(kHpagePmdNr));
+      mapped = true;
+    }
+  }
+  if (mapped) mm.flush_tlb_range(haddr, haddr + kHpagePmdSize);
+  mm.invalidate_range_end(range);
+  if (!mapped) page::folio_put(*folio);
+  return FaultResult::handled();
+}
+
+// do_huge_pmd_wp_page.
+std::optional<FaultResult> do_huge_pmd_wp_page(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  Mm& mm = *vmf.mm;
+  Kernel& k = mm.kernel();
+  const Vma& vma = *vmf.vma;
+  const DecodedEntry d = *pmd_trans_huge(k, orig_pmd);
+  if (is_huge_zero_pmd(k, d)) {
+    if (std::optional<FaultResult> r = do_huge_zero_wp_pmd(vmf, pmd, orig_pmd)) return r;
+    split_huge_pmd(mm, vma, pmd, vmf.address);
+    return std::nullopt;
+  }
+  page::Page* page = vm_normal_page_pmd(k, d);
+  page::Folio folio = page::page_folio(page);
+  // A shared mapping's THP (shmem) is not modelled: every PMD leaf is private anon.
+  assert(folio.is_anon() && "a PMD leaf maps an anon THP");
+  bool reuse = page_anon_exclusive(page);
+  if (!reuse) {
+    // The folio lock orders us against other reuse checks; take it without the page-table
+    // lock (folio lock ranks below it) and recheck the PMD afterwards.
+    if (!page::folio_try_get(folio)) return FaultResult{FaultOutcome::kRetry, "THP being freed"};
+    page::folio_lock(folio);
+    // wp_can_reuse: the mapping's reference and ours, nothing else (no swap cache here).
+    if (page_anon_exclusive(page)) {
+      reuse = true;
+    } else if (folio.ref_count() == 2 && folio.mapcount() == 1) {
+      page->set_flag(page::PageFlag::kAnonExclusive);  // folio_move_anon_rmap + SetPageAnonExclusive
+      reuse = true;
+    }
+    page::folio_unlock(folio);
+    page::folio_put(folio);
+  }
+  if (!reuse) {
+    split_huge_pmd(mm, vma, pmd, vmf.address);
+    return std::nullopt;
+  }
+  // pmd_mkyoung, pmd_mkdirty, maybe_pmd_mkwrite, pmdp_set_access_flags.
+  const uint64_t entry = encode_pmd(k, d.pfn, d.prot | Prot::kWrite | Prot::kDirty | Prot::kAccessed);
+  SpinLocker guard(mm.page_table().lock());
+  uint64_t expected = pmd.load();
+  if (pmd_same_leaf(k, expected, orig_pmd)) pmd.compare_exchange(expected, entry);
+  return FaultResult::handled();
+}
+
+// huge_pmd_set_accessed / touch_pmd.
+FaultResult huge_pmd_set_accessed(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  const Kernel& k = vmf.mm->kernel();
+  const DecodedEntry d = *pmd_trans_huge(k, orig_pmd);
+  Prot want = d.prot | Prot::kAccessed;
+  if (has(vmf.flags, FaultFlags::kWrite)) want = want | Prot::kDirty;
+  if (want == d.prot) return FaultResult::handled();
+  const uint64_t entry = encode_pmd(k, d.pfn, want);
+  SpinLocker guard(vmf.mm->page_table().lock());
+  uint64_t expected = orig_pmd;
+  pmd.compare_exchange(expected, entry);
+  return FaultResult::handled();
+}
+
+// The page-table locks of several mms, in address order (so two splitters never deadlock).
+// The analysis cannot follow a lock set held across a loop: split_folio's contract says it.
+void lock_page_tables(const std::vector<Mm*>& mms) NO_THREAD_SAFETY_ANALYSIS {
+  for (Mm* m : mms) m->page_table().lock().lock();
+}
+void unlock_page_tables(const std::vector<Mm*>& mms) NO_THREAD_SAFETY_ANALYSIS {
+  for (auto it = mms.rbegin(); it != mms.rend(); ++it) (*it)->page_table().lock().unlock();
+}
+
+}  // namespace
+
+bool thp_vma_suitable_pmd(const Vma& vma, VirtAddr addr) {
+  // An anonymous VMA's pgoff is its start >> PAGE_SHIFT unless mremap moved it: a THP's pages
+  // must then still sit at one 2 MiB-aligned page offset.
+  if ((((vma.start.raw() >> kPageShift) - vma.pgoff) & (kHpagePmdNr - 1)) != 0) return false;
+  const uint64_t haddr = addr.raw() & ~(kHpagePmdSize - 1);
+  return haddr >= vma.start.raw() && haddr + kHpagePmdSize <= vma.end.raw();
+}
+
+bool thp_vma_allowable_pmd(const Kernel& k, const Vma& vma, ThpAsker asker) {
+  if (!vma.is_anonymous()) return false;  // shmem and file THPs are not modelled
+  if (has_any(vma.flags, VmFlags::kNoHugePage | kVmNoThp)) return false;
+  if (asker == ThpAsker::kForcedCollapse) return true;
+  switch (k.thp_policy()) {
+    case ThpPolicy::kNever: return false;
+    case ThpPolicy::kMadvise: return has(vma.flags, VmFlags::kHugePage);
+    case ThpPolicy::kAlways: return true;
+  }
+  return false;
+}
+
+std::optional<DecodedEntry> pmd_trans_huge(const Kernel& k, uint64_t word) {
+  if (word == 0) return std::nullopt;
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, word);
+  if (d.kind != DecodedEntry::Kind::kPresent) return std::nullopt;
+  return d;
+}
+
+bool is_huge_zero_pmd(const Kernel& k, const DecodedEntry& d) {
+  return d.kind == DecodedEntry::Kind::kPresent && k.is_huge_zero_pfn(d.pfn);
+}
+
+page::Page* vm_normal_page_pmd(const Kernel& k, const DecodedEntry& d) {
+  assert(d.kind == DecodedEntry::Kind::kPresent && "vm_normal_page_pmd of a non-leaf");
+  if (is_huge_zero_pmd(k, d) || has(d.prot, Prot::kSpecial)) return nullptr;
+  return MUST(k.pfn_to_page(d.pfn), "a PMD leaf maps RAM");
+}
+
+std::optional<FaultResult> do_huge_pmd_anonymous_page(VmFault& vmf, EntrySlot pmd) {
+  Mm& mm = *vmf.mm;
+  Kernel& k = mm.kernel();
+  const Vma& vma = *vmf.vma;
+  const VirtAddr haddr = vmf.address.align_down(kHpagePmdSize);
+  if (!thp_vma_suitable_pmd(vma, haddr)) return std::nullopt;
+  mm.mmap_assert_locked();
+  mm.anon_vma_prepare(vma);
+  if (!has(vmf.flags, FaultFlags::kWrite) && k.use_huge_zero_page() == UseHugeZeroPage::kYes) {
+    // A read maps the huge zero folio (mm_get_huge_zero_folio); no order-9 block: fallback.
+    Result<Pfn> zero = mm.mm_get_huge_zero_folio();
+    if (zero.is_error()) return std::nullopt;
+    Result<page::Folio> table = k.alloc_folio(Order(0));  // pte_alloc_one
+    if (table.is_error()) return FaultResult{FaultOutcome::kOom, "no page for a deposited table"};
+    bool set = false;
+    {
+      SpinLocker guard(mm.page_table().lock());
+      if (pmd.load() == 0) {
+        mm.page_table().deposit_table(haddr, *table);
+        pmd.store(huge_zero_pmd(k, vma, *zero));
+        set = true;
+      }
+    }
+    if (!set) page::folio_put(*table);
+    return FaultResult::handled();
+  }
+  std::optional<page::Folio> folio = alloc_anon_folio_pmd(k);
+  if (!folio) return std::nullopt;
+  Result<page::Folio> table = k.alloc_folio(Order(0));
+  if (table.is_error()) {
+    page::folio_put(*folio);
+    return FaultResult{FaultOutcome::kOom, "no page for a deposited table"};
+  }
+  {
+    SpinLocker guard(mm.page_table().lock());
+    if (pmd.load() == 0) {
+      folio_add_new_anon_rmap(*folio, vma, haddr, RmapExclusive::kYes, RmapLevel::kPmd);
+      mm.page_table().deposit_table(haddr, *table);
+      pmd.store(anon_thp_pmd(k, vma, k.page_to_pfn(folio->head())));
+      mm.add_rss(RssMember::kAnonPages, static_cast<int64_t>(kHpagePmdNr));
+      return FaultResult::handled();
+    }
+  }
+  // Someone else populated the PMD first.
+  page::folio_put(*table);
+  page::folio_put(*folio);
+  return FaultResult::handled();
+}
+
+std::optional<FaultResult> huge_pmd_fault(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  const std::optional<DecodedEntry> d = pmd_trans_huge(vmf.mm->kernel(), orig_pmd);
+  assert(d && "huge_pmd_fault on a PMD that is not a leaf");
+  if (has(d->prot, Prot::kProtNone))
+    return FaultResult{FaultOutcome::kSigSegv, "PROT_NONE PMD in an accessible VMA"};
+  if (has(vmf.flags, FaultFlags::kWrite) && !has(d->prot, Prot::kWrite))
+    return do_huge_pmd_wp_page(vmf, pmd, orig_pmd);
+  return huge_pmd_set_accessed(vmf, pmd, orig_pmd);
+}
+
+void split_huge_pmd_locked(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr) {
+  Kernel& k = mm.kernel();
+  assert(haddr.is_aligned(kHpagePmdSize) && "split of an unaligned PMD");
+  const std::optional<DecodedEntry> d = pmd_trans_huge(k, pmd.load());
+  assert(d && "__split_huge_pmd_locked of a PMD that is not a leaf");
+  page::Folio table = mm.page_table().withdraw_table(haddr);
+  uint64_t* words = reinterpret_cast<uint64_t*>(k.page_bytes(k.page_to_pfn(table.head())).data());
+  if (is_huge_zero_pmd(k, *d)) {
+    // __split_huge_zero_page_pmd: 512 special zero-page PTEs, read-only.
+    const uint64_t zero = encode_pte(k, k.zero_pfn(), (vma.page_prot & ~Prot::kWrite) | Prot::kSpecial);
+    for (uint64_t i = 0; i < kHpagePmdNr; ++i) EntrySlot(words + i).store(zero);
+  } else {
+    page::Page* head = vm_normal_page_pmd(k, *d);
+    page::Folio folio = page::page_folio(head);
+    // Every PTE carries the PMD's permissions and its dirty/young/soft-dirty bits.
+    const Prot prot = d->prot & ~Prot::kSpecial;
+    const RmapExclusive excl =
+        page_anon_exclusive(head) ? RmapExclusive::kYes : RmapExclusive::kNo;
+    // One reference per PTE: the PMD's becomes the first page's.
+    page::folio_ref_add(folio, static_cast<int>(kHpagePmdNr) - 1);
+    folio_add_anon_rmap_ptes(folio, head, kHpagePmdNr, excl);
+    for (uint64_t i = 0; i < kHpagePmdNr; ++i)
+      EntrySlot(words + i).store(encode_pte(k, d->pfn + PageCount(i), prot));
+    // Dirtiness of the leaf goes to the folio (the kernel's folio_set_dirty on a dirty PMD).
+    if (has(d->prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
+    folio_remove_rmap_pmd(folio);
+  }
+  // pmdp_invalidate then pmd_populate: hardware walks see either the leaf or the table, both
+  // translating every address to the same page with the same permissions.
+  mm.page_table().hook_table_locked(pmd, table);
+}
+
+void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address) {
+  const VirtAddr haddr = address.align_down(kHpagePmdSize);
+  const MmuNotifierRange range =
+      mm.notifier_range(MmuNotifyEvent::kClear, haddr, haddr + kHpagePmdSize);
+  mm.invalidate_range_start(range);
+  bool split = false;
+  {
+    SpinLocker guard(mm.page_table().lock());
+    if (pmd_trans_huge(mm.kernel(), pmd.load())) {
+      split_huge_pmd_locked(mm, vma, pmd, haddr);
+      split = true;
+    }
+  }
+  // Writes through the old leaf's TLB entry are no different from writes through the new
+  // PTEs (same pages, same permissions); the flush only retires the huge translation.
+  if (split) mm.flush_tlb_range(haddr, haddr + kHpagePmdSize);
+  mm.invalidate_range_end(range);
+}
+
+void split_huge_pmd_address(Mm& mm, const Vma& vma, VirtAddr address) {
+  const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(address);
+  if (!pmd || !pmd_trans_huge(mm.kernel(), pmd->load())) return;
+  split_huge_pmd(mm, vma, *pmd, address);
+}
+
+void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr) {
+  if (addr.is_aligned(kHpagePmdSize)) return;
+  const VirtAddr haddr = addr.align_down(kHpagePmdSize);
+  // split_huge_pmd_if_needed: only a leaf that lies inside the VMA can be there.
+  if (haddr < vma.start || haddr + kHpagePmdSize > vma.end) return;
+  split_huge_pmd_address(mm, vma, addr);
+}
+
+Status split_folio(Kernel& k, page::Folio folio) {
+  assert(page::folio_test_locked(folio) && "split_folio of an unlocked folio");
+  if (!folio.is_large()) return ok();
+  if (!folio.is_anon() || folio.order().raw() != kHpagePmdOrder)
+    return make_error(Errno::kEINVAL, "split_folio: only anonymous PMD-order folios split");
+  if (folio.entire_mapcount() > 0)
+    return make_error(Errno::kEBUSY, "split_folio: a PMD still maps the folio");
+  // The kernel unmaps the folio (migration entries), freezes its refcount, splits and remaps.
+  // dpmm splits in place instead, holding the page-table lock of every mm that may map the
+  // folio, so no PTE of it can change and no one can take a reference through one meanwhile
+  // (docs/mm.md).
+  ReadLocker rmap(k.anon_vma_lock());
+  std::vector<Mm*> mms;
+  rmap_walk_locked(k, folio, [&](Mm& mm, const Vma&, VirtAddr) {
+    if (std::find(mms.begin(), mms.end(), &mm) == mms.end()) mms.push_back(&mm);
+    return true;
+  });
+  std::sort(mms.begin(), mms.end());  // one order for every splitter
+  lock_page_tables(mms);
+  Status status = ok();
+  // can_split_folio: the mappings' references plus the caller's.
+  const int mapped = folio.mapcount();
+  if (!page::folio_ref_freeze(folio, mapped + 1)) {
+    status = make_error(Errno::kEAGAIN, "split_folio: the folio has {} references, {} expected",
+                        folio.ref_count(), mapped + 1);
+  } else {
+    const uint64_t nr = folio.nr_pages().raw();
+    page::Page* head = folio.head();
+    const uint64_t mapping = folio.mapping_word();
+    const uint64_t index = folio.index();
+    const bool dirty = folio.test_flag(page::PageFlag::kDirty);
+    const bool uptodate = folio.test_flag(page::PageFlag::kUptodate);
+    const bool swapbacked = folio.test_flag(page::PageFlag::kSwapBacked);
+    page::clear_compound_page(folio);
+    std::vector<page::Page*> unmapped;
+    for (uint64_t i = 0; i < nr; ++i) {
+      page::Page* p = head + i;
+      p->set_mapping_word(mapping);
+      p->set_index(index + i);
+      if (dirty) p->set_flag(page::PageFlag::kDirty);
+      if (uptodate) p->set_flag(page::PageFlag::kUptodate);
+      if (swapbacked) p->set_flag(page::PageFlag::kSwapBacked);
+      const int refs = p->mapcount() + (i == 0 ? 1 : 0);
+      if (refs == 0) {
+        unmapped.push_back(p);  // freed below: no PTE maps it (a partly unmapped THP)
+        p->set_ref_count(1);
+        continue;
+      }
+      p->set_ref_count(refs);
+    }
+    for (page::Page* p : unmapped) {
+      p->clear_flag(page::PageFlag::kAnonExclusive);
+      p->set_mapping_word(0);
+      page::folio_put(page::Folio(p));
+    }
+  }
+  unlock_page_tables(mms);
+  return status;
+}
+
+bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGather& tlb) {
+  (void)vma;
+  Kernel& k = mm.kernel();
+  SpinLocker guard(mm.page_table().lock());
+  const uint64_t old = pmd.load();
+  const std::optional<DecodedEntry> d = pmd_trans_huge(k, old);
+  if (!d) return false;
+  pmd.exchange(0);  // pmdp_huge_get_and_clear_full
+  tlb.remove_tables({mm.page_table().withdraw_table(haddr)});  // zap_deposited_table
+  if (page::Page* head = vm_normal_page_pmd(k, *d)) {
+    page::Folio folio = page::page_folio(head);
+    if (has(d->prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
+    folio_remove_rmap_pmd(folio);
+    mm.add_rss(RssMember::kAnonPages, -static_cast<int64_t>(kHpagePmdNr));
+    tlb.remove_folio(folio);
+  }
+  return true;
+}
+
+bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr) {
+  (void)haddr;
+  Kernel& k = mm.kernel();
+  SpinLocker guard(mm.page_table().lock());
+  uint64_t old = pmd.load();
+  while (true) {
+    const std::optional<DecodedEntry> d = pmd_trans_huge(k, old);
+    if (!d) return false;
+    constexpr Prot kKeep = Prot::kAccessed | Prot::kDirty | Prot::kSpecial | Prot::kSoftDirty |
+                           Prot::kUffdWp;
+    Prot p = vma.page_prot | (d->prot & kKeep);
+    if (is_huge_zero_pmd(k, *d)) {
+      p = p & ~Prot::kWrite;  // the huge zero folio is never writable
+    } else if (!has(p, Prot::kProtNone) && !has(p, Prot::kWrite) &&
+               has(vma.flags, VmFlags::kWrite) && !has(vma.flags, VmFlags::kShared)) {
+      // can_change_pmd_writable: an exclusive anon THP needs no COW.
+      page::Page* head = vm_normal_page_pmd(k, *d);
+      if (head != nullptr && page_anon_exclusive(head)) p = p | Prot::kWrite;
+    }
+    const uint64_t updated = encode_pmd(k, d->pfn, p);
+    if (updated == old || pmd.compare_exchange(old, updated)) return true;
+  }
+}
+
+bool move_huge_pmd(Mm& mm, VirtAddr old_addr, VirtAddr new_addr) {
+  Kernel& k = mm.kernel();
+  assert(old_addr.is_aligned(kHpagePmdSize) && new_addr.is_aligned(kHpagePmdSize) &&
+         "move_huge_pmd of unaligned addresses");
+  const std::optional<EntrySlot> src = mm.page_table().walk_pmd(old_addr);
+  if (!src || !pmd_trans_huge(k, src->load())) return false;
+  const EntrySlot dst = MUST(mm.page_table().walk_pmd_alloc(new_addr),
+                             "a PMD table for mremap's destination");
+  SpinLocker guard(mm.page_table().lock());
+  // An empty PTE table left at the destination (its span is shared with another VMA): the
+  // kernel WARNs and falls back to moving PTEs; so does dpmm, without the warning.
+  if (dst.load() != 0) return false;
+  const uint64_t word = src->exchange(0);
+  mm.page_table().deposit_table(new_addr, mm.page_table().withdraw_table(old_addr));
+  dst.store(word);
+  return true;
+}
+
+Result<bool> copy_huge_pmd(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& src_vma,
+                           EntrySlot src_pmd, VirtAddr haddr) {
+  (void)dst_vma;
+  Kernel& k = src.kernel();
+  const Result<EntrySlot> dst_pmd = dst.page_table().walk_pmd_alloc(haddr);
+  if (dst_pmd.is_error())
+    return make_error(Errno::kENOMEM, "fork: no page for the child's PMD table at {}", haddr);
+  Result<page::Folio> table = k.alloc_folio(Order(0));
+  if (table.is_error())
+    return make_error(Errno::kENOMEM, "fork: no page for the child's deposited table at {}", haddr);
+  bool dup_zero = false;
+  {
+    SpinLocker src_guard(src.page_table().lock());
+    SpinLocker dst_guard(dst.page_table().lock());
+    const uint64_t word = src_pmd.load();
+    const std::optional<DecodedEntry> d = pmd_trans_huge(k, word);
+    assert(d && "copy_huge_pmd of a PMD that is not a leaf");
+    page::Page* head = vm_normal_page_pmd(k, *d);
+    uint64_t child_word = word;
+    if (head == nullptr) {
+      // The huge zero PMD is copied as it is; the child takes its own huge zero reference.
+      dup_zero = true;
+    } else {
+      page::Folio folio = page::page_folio(head);
+      page::folio_get(folio);
+      const MaybePinned pinned = src.has_pinned() && folio_maybe_dma_pinned(folio)
+                                     ? MaybePinned::kYes
+                                     : MaybePinned::kNo;
+      if (folio_try_dup_anon_rmap_pmd(folio, pinned).is_error()) {
+        page::folio_put(folio);
+        page::folio_put(*table);
+        // The kernel splits the PMD and lets copy_pte_range copy the pinned pages (-EAGAIN).
+        split_huge_pmd_locked(src, src_vma, src_pmd, haddr);
+        return false;
+      }
+      dst.add_rss(RssMember::kAnonPages, static_cast<int64_t>(kHpagePmdNr));
+      // pmdp_set_wrprotect in the parent, pmd_mkold(pmd_wrprotect) in the child: the folio
+      // is shared copy-on-write from now on.
+      uint64_t cur = word;
+      while (true) {
+        const DecodedEntry c = k.codec().decode(EntryLevel::kPmd, cur);
+        const uint64_t ro = encode_pmd(k, c.pfn, c.prot & ~Prot::kWrite);
+        if (ro == cur || src_pmd.compare_exchange(cur, ro)) {
+          child_word = encode_pmd(k, c.pfn, c.prot & ~(Prot::kWrite | Prot::kAccessed));
+          break;
+        }
+      }
+    }
+    dst.page_table().deposit_table(haddr, *table);
+    dst_pmd->store(child_word);
+  }
+  if (dup_zero) {
+    // mm_get_huge_zero_folio cannot fail while the parent holds a reference.
+    MUST(dst.mm_get_huge_zero_folio(), "the huge zero folio is alive while the parent maps it");
+  }
+  return true;
+}
+
+}  // namespace dpmm::mm

@@ -1,0 +1,122 @@
+// Anonymous transparent huge pages mapped by PMD leaves (mm/huge_memory.c,
+// include/linux/huge_mm.h).
+//
+// A PMD leaf maps 2 MiB: either an order-9 anonymous folio (folio_add_new_anon_rmap at
+// RmapLevel::kPmd: one reference, one entire mapcount) or the huge zero folio (special: no
+// reference, no mapcount; the mm holds one huge_zero_refcount for as long as it lives,
+// MMF_HUGE_ZERO_FOLIO). Every PMD leaf has a PTE table deposited beside it (page_table.h), so a
+// split never allocates.
+//
+// Which VMAs get THPs (thp_vma_allowable_order for PMD_ORDER): private anonymous VMAs with no
+// VM_NOHUGEPAGE and none of VM_SPECIAL|VM_HUGETLB, under the Kernel's policy (always, or
+// madvise with VM_HUGEPAGE; MADV_COLLAPSE ignores the policy), where the aligned 2 MiB range
+// around the fault lies inside the VMA and the VMA's pgoff is congruent with its address
+// (thp_vma_suitable_order).
+//
+// Operations on a PMD leaf and their callers:
+//   fault       do_huge_pmd_anonymous_page (pmd_none), do_huge_pmd_wp_page (write to a
+//               read-only leaf: reuse an exclusive folio, replace the huge zero folio by a new
+//               THP, else split and let the PTE path copy), huge_pmd_set_accessed
+//   split       split_huge_pmd: the leaf becomes its deposited PTE table with 512 entries of
+//               the same permissions, dirty and young bits; the folio's entire mapcount moves
+//               to its pages' mapcounts and it gets 511 more references (one per PTE); the
+//               huge zero PMD becomes 512 zero-page PTEs. MMU_NOTIFY_CLEAR over the 2 MiB.
+//               Callers: partial zap (munmap, MADV_DONTNEED/FREE), partial mprotect and mremap,
+//               a VMA split inside the 2 MiB (vma_adjust_trans_huge), GUP with FOLL_SPLIT_PMD,
+//               migrate_vma_collect without MIGRATE_VMA_SELECT_COMPOUND.
+//   whole-PMD   zap_huge_pmd, change_huge_pmd, move_huge_pmd, copy_huge_pmd (fork).
+//   folio       split_folio: a PTE-mapped order-9 folio becomes 512 order-0 folios.
+// A partly unmapped THP stays large (no deferred-split shrinker) and is freed whole when its
+// last mapping goes.
+//
+// Locking: PMD leaves change under the mm's page-table lock (pmd_lock), with mmap_lock held
+// (read for faults, write for system calls). split_folio REQUIRES the folio lock.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "arch/decoded_entry.h"
+#include "base/lock.h"
+#include "base/result.h"
+#include "base/types.h"
+#include "mm/fault.h"
+#include "mm/mm.h"
+#include "mm/page_table.h"
+#include "mm/vma.h"
+#include "page/folio.h"
+
+namespace dpmm::mm {
+
+// Who asks whether a VMA may hold a PMD-sized folio (TVA_PAGEFAULT, TVA_FORCED_COLLAPSE).
+enum class ThpAsker : uint8_t { kPageFault, kForcedCollapse };
+
+// thp_vma_suitable_order(vma, addr, PMD_ORDER): the 2 MiB range around addr lies in the VMA
+// and the VMA's pgoff lines up with its address at 2 MiB.
+bool thp_vma_suitable_pmd(const Vma& vma, VirtAddr addr);
+// thp_vma_allowable_order(vma, vm_flags, tva_flags, PMD_ORDER), for anonymous VMAs (shmem
+// THPs are not modelled): policy, VM_HUGEPAGE/VM_NOHUGEPAGE, VM_SPECIAL, VM_HUGETLB. Says
+// nothing of a particular address (see thp_vma_suitable_pmd).
+bool thp_vma_allowable_pmd(const Kernel& k, const Vma& vma, ThpAsker asker);
+
+// The decoded PMD when it is a present leaf (pmd_trans_huge), else nullopt.
+std::optional<arch::DecodedEntry> pmd_trans_huge(const Kernel& k, uint64_t word);
+// is_huge_zero_pmd.
+bool is_huge_zero_pmd(const Kernel& k, const arch::DecodedEntry& d);
+// vm_normal_page_pmd: the head page of the folio a present PMD leaf maps; null for the huge
+// zero folio.
+page::Page* vm_normal_page_pmd(const Kernel& k, const arch::DecodedEntry& d);
+
+// ---- faults (REQUIRES: mmap_lock held for read; vmf.address, vmf.vma, vmf.flags set) ----
+// do_huge_pmd_anonymous_page on a none PMD. nullopt is VM_FAULT_FALLBACK: map PTEs instead
+// (the 2 MiB range does not fit, or no order-9 block is free).
+std::optional<FaultResult> do_huge_pmd_anonymous_page(VmFault& vmf, EntrySlot pmd);
+// A fault on a present PMD leaf whose word was `orig_pmd`: do_huge_pmd_wp_page for a write to
+// a read-only leaf, else huge_pmd_set_accessed. nullopt is VM_FAULT_FALLBACK: the leaf was
+// split; the caller goes on at the PTE level.
+std::optional<FaultResult> huge_pmd_fault(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd);
+
+// ---- splitting ----
+// __split_huge_pmd: splits the PMD leaf at `pmd` (covering `address`) into PTEs, under
+// MMU_NOTIFY_CLEAR of its 2 MiB; nothing if it is no longer a leaf. REQUIRES: mmap_lock (read
+// or write) or the anon_vma lock; EXCLUDES the page-table lock.
+void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address);
+// split_huge_pmd_address: as above for whatever PMD maps `address`, if it is a leaf.
+void split_huge_pmd_address(Mm& mm, const Vma& vma, VirtAddr address);
+// __split_huge_pmd_locked. REQUIRES: the page-table lock; `pmd` a present leaf.
+void split_huge_pmd_locked(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr)
+    REQUIRES(mm.page_table().lock());
+// vma_adjust_trans_huge for one boundary: a VMA about to be cut at `addr` (not 2 MiB
+// aligned) gets the PMD leaf across addr split first.
+void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr);
+
+// split_folio (split_huge_page_to_list_to_order to order 0): the order-9 anon folio becomes
+// 512 small folios, each keeping its own page's mapcount, PageAnonExclusive, bytes, dirty and
+// uptodate state, and one reference per PTE mapping it (the caller's reference stays on the
+// head). REQUIRES: the folio locked and referenced by the caller; no PMD maps it.
+//   EBUSY   a PMD still maps it (split_huge_pmd first)
+//   EAGAIN  references beyond its mappings and the caller's (can_split_folio)
+//   EINVAL  not an anonymous large folio
+Status split_folio(Kernel& k, page::Folio folio) EXCLUDES(k.anon_vma_lock());
+
+// ---- whole-PMD operations (REQUIRES: mmap_lock held for write, or the anon_vma lock;
+// EXCLUDES the page-table lock) ----
+// zap_huge_pmd: clears the leaf, drops its rmap and RSS, hands the folio and the deposited
+// table to `tlb`. False when the entry is not a leaf (any more).
+bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGather& tlb);
+// change_huge_pmd: the leaf takes vma.page_prot (accessed, dirty, special kept; an exclusive
+// anon folio may stay writable as change_pte_range allows). False when not a leaf.
+bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr);
+// move_huge_pmd (mremap): the leaf at old_addr, with its deposited table, moves to new_addr
+// (both 2 MiB aligned). False when old_addr has no leaf or the destination PMD is not none
+// (the caller then splits and moves PTEs).
+bool move_huge_pmd(Mm& mm, VirtAddr old_addr, VirtAddr new_addr);
+// copy_huge_pmd (fork): the child maps the same folio (or the huge zero folio) by a PMD;
+// both become read-only for a private mapping. An exclusive folio that may be pinned is
+// split in the parent instead and copied by the PTE path (the kernel's -EAGAIN retry).
+//   ENOMEM  no page for the child's deposited table or PMD table
+// Returns whether the PMD was copied (false: the caller copies the now-split PTEs).
+Result<bool> copy_huge_pmd(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& src_vma,
+                           EntrySlot src_pmd, VirtAddr haddr);
+
+}  // namespace dpmm::mm
