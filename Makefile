@@ -10,7 +10,7 @@ PACKAGES := cmake ninja-build g++ clang libclang-rt-14-dev pkg-config \
             libtomlplusplus-dev nlohmann-json3-dev librapidcheck-dev libxxhash-dev
 
 .PHONY: all deps release asan tsan clang run test test-release test-asan test-tsan \
-        test-clang fuzz-smoke bench clean
+        test-clang fuzz-smoke bench bench-deps clean
 
 all: release
 
@@ -53,8 +53,28 @@ fuzz-smoke: clang
 
 test: test-release test-asan test-tsan test-clang
 
-bench: release
-	./bench/run.sh
+# The benchmarks' own packages (not `make test`'s): gnuplot draws the report's plots. perf
+# (linux-perf) is used for the report's profiles when it works on this kernel; without it the
+# report says no profile was recorded.
+BENCH_PACKAGES := gnuplot-nox python3
+
+bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# Builds the perf preset (-O2 -g -DNDEBUG; dpmm and the benchmarks only), runs every
+# benchmark and `dpmm bench` (JSON under build/bench/), then writes docs/PERFORMANCE.md and
+# docs/perf/*.svg from that run.
+bench: deps bench-deps build/perf/build.ninja
+	cmake --build --preset perf -j $(JOBS)
+	DPMM_BENCH_COMMAND="make bench" ./bench/run.sh
+	python3 tools/perf_report.py --in build/bench --doc docs/PERFORMANCE.md --plots docs/perf
 
 clean:
 	rm -rf build

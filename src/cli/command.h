@@ -23,5 +23,6 @@ void add_check_command(CLI::App& app, Action& action);
 void add_pte_command(CLI::App& app, Action& action);
 void add_machines_command(CLI::App& app, Action& action);
 void add_run_command(CLI::App& app, Action& action);
+void add_bench_command(CLI::App& app, Action& action);
 
 }  // namespace dpmm::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   add_pte_command(app, action);
   add_machines_command(app, action);
   add_run_command(app, action);
+  add_bench_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,125 @@
+// A machine with the dmirror driver loaded and one process with device 0 (device-private)
+// open, as the kernel's hmm selftests run: what the migration, fault-back and hmm_range_fault
+// benchmarks drive. Device memory goes through the real layers (migrate_vma, the CPU fault
+// path, hmm_range_fault) under one design.
+//
+// The machine is small on purpose (x86_64, 46-bit physical, KASLR off, 2 GiB of RAM at
+// 4 GiB): big enough for the selftest's largest buffer (256 MiB) plus the system pages that
+// back the device's pages, small enough that its memmap (32 MiB) costs nothing to build. Its
+// RAM is initialised up front (DeferredInit::kNo), so no benchmark pays for deferred init.
+//
+// Order of teardown (dmirror.h): the file, then the process, then the driver, then the
+// machine.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "devmem/design.h"
+#include "drivers/dmirror/dmirror.h"
+#include "drivers/dmirror/uapi.h"
+#include "migrate/device_kernel.h"
+#include "mm/mman.h"
+#include "mm/process.h"
+#include "phys/machine_toml.h"
+
+namespace dpmm::bench {
+
+inline constexpr mm::MmapProt kProtRw = mm::MmapProt::kRead | mm::MmapProt::kWrite;
+
+// Page size of a migration: the harness's THP switch. Only kBase is modelled; kThp (2 MiB
+// folios, MADV_HUGEPAGE, MIGRATE_VMA_SELECT_COMPOUND) fills in once THP lands (issues 3/4).
+enum class FolioSize : int64_t { kBase = 0, kThp = 9 };
+
+class DmirrorEnv {
+ public:
+  explicit DmirrorEnv(devmem::Design design) {
+    constexpr const char* kToml = R"(
+name = "bench-2g"
+arch = "x86_64"
+phys_bits = 46
+kaslr = false
+[[ram]]
+start = "0x100000000"
+size = "2GiB"
+)";
+    phys::Machine m = MUST(phys::parse_machine_toml(kToml, "bench-2g", ""), "bench machine");
+    migrate::DeviceKernelOptions o;
+    o.deferred_init = page::DeferredInit::kNo;
+    dk_ = MUST(migrate::DeviceKernel::create(std::move(m), design, o), "device kernel");
+    dmirror::DmirrorOptions d;
+    d.coherent = dmirror::CoherentDevices::kNo;
+    driver_ = MUST(dmirror::DmirrorDriver::create(*dk_, d), "dmirror loads");
+    process_ = MUST(mm::Process::create(dk_->kernel()), "process");
+    file_ = MUST(driver_->open(*process_, dmirror::kPrivateDeviceOne), "open device 0");
+  }
+  ~DmirrorEnv() {
+    file_.reset();
+    process_.reset();
+    driver_.reset();
+    dk_.reset();
+  }
+  DmirrorEnv(const DmirrorEnv&) = delete;
+  DmirrorEnv& operator=(const DmirrorEnv&) = delete;
+
+  mm::Process& process() { return *process_; }
+  dmirror::DmirrorDriver& driver() { return *driver_; }
+  const void* device_owner() const { return driver_->device_owner(dmirror::kPrivateDeviceOne); }
+
+  // An anonymous private mapping of `bytes`, every page written by the model CPU (the
+  // selftest's "touch every page"), so each page is a present anon page.
+  VirtAddr map_touched(uint64_t bytes) {
+    const VirtAddr a = MUST(process_->mmap_anon(bytes, kProtRw), "mmap");
+    MUST(process_->fill(a, bytes, std::byte{0x5a}), "touch every page");
+    return a;
+  }
+  void unmap(VirtAddr a, uint64_t bytes) { MUST(process_->munmap(a, bytes), "munmap"); }
+
+  // HMM_DMIRROR_MIGRATE_TO_DEV / _TO_SYS of [addr, addr + bytes); `mirror` is the host
+  // buffer the ioctl copies the migrated data into (as the kernel's returns it for
+  // verification). Aborts unless every page moved.
+  void migrate(dmirror::DmirrorIoctl request, VirtAddr addr, uint64_t bytes, std::byte* mirror) {
+    dmirror::HmmDmirrorCmd cmd;
+    cmd.addr = addr.raw();
+    cmd.ptr = reinterpret_cast<uint64_t>(mirror);
+    cmd.npages = bytes >> kPageShift;
+    const int64_t ret = file_->ioctl(request, cmd);
+    if (ret != 0 || cmd.cpages != cmd.npages) {
+      std::fprintf(stderr, "dmirror ioctl %u: ret %lld, %llu of %llu pages\n",
+                   static_cast<unsigned>(request), static_cast<long long>(ret),
+                   static_cast<unsigned long long>(cmd.cpages),
+                   static_cast<unsigned long long>(cmd.npages));
+      std::abort();
+    }
+  }
+  void to_device(VirtAddr addr, uint64_t bytes, std::byte* mirror) {
+    migrate(dmirror::DmirrorIoctl::kMigrateToDev, addr, bytes, mirror);
+  }
+  void to_system(VirtAddr addr, uint64_t bytes, std::byte* mirror) {
+    migrate(dmirror::DmirrorIoctl::kMigrateToSys, addr, bytes, mirror);
+  }
+
+ private:
+  std::unique_ptr<migrate::DeviceKernel> dk_;
+  std::unique_ptr<dmirror::DmirrorDriver> driver_;
+  std::unique_ptr<mm::Process> process_;
+  std::unique_ptr<dmirror::DmirrorFile> file_;
+};
+
+// One environment per design, built on first use and kept for the whole run (building one
+// is not what any benchmark measures).
+inline DmirrorEnv& dmirror_env(devmem::Design design) {
+  static std::unique_ptr<DmirrorEnv> envs[3];
+  std::unique_ptr<DmirrorEnv>& e = envs[static_cast<size_t>(design)];
+  if (!e) e = std::make_unique<DmirrorEnv>(design);
+  return *e;
+}
+
+// The label every benchmark of these binaries carries: the design's name.
+inline std::string design_label(devmem::Design d) { return std::string(devmem::design_name(d)); }
+
+}  // namespace dpmm::bench
