@@ -12,9 +12,11 @@
 // of 512 pages, a device (or system) page allocated and copied per page, and, to the device,
 // the copy of the migrated data back into the caller's buffer that dmirror_migrate_to_device
 // does for verification.
-// Order 9 (2 MiB THP folios) is registered so the rows exist, and reports "not measurable
-// yet": THP is not modelled (issues 3/4). Once it is, the harness maps the buffer with
-// MADV_HUGEPAGE and the same code measures it.
+// Order 9 is the selftest's use_thp: each iteration maps a fresh 2 MiB-aligned MADV_HUGEPAGE
+// buffer (not timed), so every timed migration starts from THPs; whether the driver moves a
+// THP whole (MIGRATE_VMA_SELECT_COMPOUND, a device THP) or migrate_vma splits it first is
+// reported as device_thp_fraction: the share of the buffer's 2 MiB steps that sat on the
+// device at PMD level after the migration to it.
 //
 // Memcpy/<KiB>: memcpy between two touched host buffers of the same size (the hardware's
 // bandwidth for the same bytes).
@@ -24,7 +26,9 @@
 // migrate_to_ram (dmirror_devmem_fault: migrate_vma of the one page) bringing the page back.
 // 4096 pages per thread per iteration, migrated to the device first (not timed). Manual time
 // is the wall time of the touching; ns_per_page is wall time / pages (throughput cost), and
-// ns_per_fault the time one thread spends per page.
+// ns_per_fault the time one thread spends per page. Order 9 maps THPs (fresh each iteration)
+// before migrating them: where the device holds a THP whole, the first touch of each 2 MiB
+// brings all of it back in one fault (device_thp_fraction says how much was whole).
 // Memcpy4K: memcpy of one 4 KiB page to another, over a 16 MiB working set (the fault-back's
 // data movement: the reference for its ratio).
 #include <benchmark/benchmark.h>
@@ -43,7 +47,6 @@ namespace {
 
 using devmem::Design;
 
-constexpr char kThpNotModelled[] = "not measurable yet: THP is not modelled (issue 3/4)";
 constexpr int kRepetitions = 5;
 constexpr int kIterations = 5;  // benchmark_thp_migration's `iterations`
 
@@ -71,42 +74,58 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Order 9: a fresh THP buffer each iteration (see the file comment).
+void migrate_thp(benchmark::State& state, DmirrorEnv& env, uint64_t bytes, Direction dir) {
+  HostBuffer mirror(bytes);
+  double device_thp = 0;
+  for (auto _ : state) {
+    const VirtAddr buf = env.map_thp_touched(bytes);
+    const auto t0 = std::chrono::steady_clock::now();
+    env.to_device(buf, bytes, mirror.data);
+    if (dir == Direction::kToDevice) state.SetIterationTime(seconds_since(t0));
+    device_thp += env.pmd_level_fraction(buf, bytes);
+    const auto t1 = std::chrono::steady_clock::now();
+    env.to_system(buf, bytes, mirror.data);
+    if (dir == Direction::kToSystem) state.SetIterationTime(seconds_since(t1));
+    env.unmap(buf, bytes);
+  }
+  state.counters["device_thp_fraction"] = device_thp / static_cast<double>(state.iterations());
+}
+
 void BM_Migrate(benchmark::State& state) {
   const Design d = static_cast<Design>(state.range(0));
   const uint64_t bytes = static_cast<uint64_t>(state.range(1)) << 10;
   const Direction dir = static_cast<Direction>(state.range(2));
   const FolioSize folio = static_cast<FolioSize>(state.range(3));
   state.SetLabel(design_label(d));
-  if (folio == FolioSize::kThp) {
-    state.SkipWithError(kThpNotModelled);
-    for (auto _ : state) {
-    }
-    return;
-  }
   DmirrorEnv& env = dmirror_env(d);
-  HostBuffer mirror(bytes);
-  const VirtAddr buf = env.map_touched(bytes);
-  env.to_device(buf, bytes, mirror.data);  // warm-up round trip
-  env.to_system(buf, bytes, mirror.data);
-  for (auto _ : state) {
-    if (dir == Direction::kToDevice) {
-      const auto t0 = std::chrono::steady_clock::now();
-      env.to_device(buf, bytes, mirror.data);
-      state.SetIterationTime(seconds_since(t0));
-      env.to_system(buf, bytes, mirror.data);
-    } else {
-      env.to_device(buf, bytes, mirror.data);
-      const auto t0 = std::chrono::steady_clock::now();
-      env.to_system(buf, bytes, mirror.data);
-      state.SetIterationTime(seconds_since(t0));
+  if (folio == FolioSize::kThp) {
+    migrate_thp(state, env, bytes, dir);
+  } else {
+    HostBuffer mirror(bytes);
+    const VirtAddr buf = env.map_touched(bytes);
+    env.to_device(buf, bytes, mirror.data);  // warm-up round trip
+    env.to_system(buf, bytes, mirror.data);
+    for (auto _ : state) {
+      if (dir == Direction::kToDevice) {
+        const auto t0 = std::chrono::steady_clock::now();
+        env.to_device(buf, bytes, mirror.data);
+        state.SetIterationTime(seconds_since(t0));
+        env.to_system(buf, bytes, mirror.data);
+      } else {
+        env.to_device(buf, bytes, mirror.data);
+        const auto t0 = std::chrono::steady_clock::now();
+        env.to_system(buf, bytes, mirror.data);
+        state.SetIterationTime(seconds_since(t0));
+      }
     }
+    env.unmap(buf, bytes);
   }
-  env.unmap(buf, bytes);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * (bytes >> kPageShift)));
 }
 
-// `folio`: the 4 KiB rows, repeated; the THP rows once each (they only say why they are empty).
+// The THP rows map a fresh buffer per iteration, so they run fewer repetitions.
 void migrate_args_for(benchmark::internal::Benchmark* b, FolioSize folio) {
   for (Design d : devmem::kAllDesigns) {
     for (int64_t kib : kSizesKiB) {
@@ -119,8 +138,8 @@ void migrate_args_for(benchmark::internal::Benchmark* b, FolioSize folio) {
   const bool base = folio == FolioSize::kBase;
   b->ArgNames({"design", "KiB", "dir", "order"})
       ->UseManualTime()
-      ->Iterations(base ? kIterations : 1)
-      ->Repetitions(base ? kRepetitions : 1)
+      ->Iterations(kIterations)
+      ->Repetitions(base ? kRepetitions : 3)
       ->Unit(benchmark::kMillisecond);
 }
 void migrate_args(benchmark::internal::Benchmark* b) { migrate_args_for(b, FolioSize::kBase); }
@@ -154,21 +173,21 @@ void BM_FaultBack(benchmark::State& state) {
   const unsigned threads = static_cast<unsigned>(state.range(1));
   const FolioSize folio = static_cast<FolioSize>(state.range(2));
   state.SetLabel(design_label(d));
-  if (folio == FolioSize::kThp) {
-    state.SkipWithError(kThpNotModelled);
-    for (auto _ : state) {
-    }
-    return;
-  }
   DmirrorEnv& env = dmirror_env(d);
   const uint64_t per_thread = kFaultPagesPerThread << kPageShift;
   const uint64_t bytes = per_thread * threads;
   HostBuffer mirror(bytes);
-  const VirtAddr buf = env.map_touched(bytes);
+  // 4 KiB pages: one buffer for the whole run. THP: a fresh THP buffer per iteration, as a
+  // page that came back is not a THP unless the device moved it whole.
+  const bool thp = folio == FolioSize::kThp;
+  VirtAddr buf = thp ? VirtAddr(0) : env.map_touched(bytes);
   double thread_seconds = 0;
   double wall_seconds = 0;
+  double device_thp = 0;
   for (auto _ : state) {
+    if (thp) buf = env.map_thp_touched(bytes);
     env.to_device(buf, bytes, mirror.data);
+    if (thp) device_thp += env.pmd_level_fraction(buf, bytes);
     // Each thread notes when it started and ended; the wall time is from the first start to
     // the last end (no start barrier: spinning threads would steal the cores they measure).
     using Clock = std::chrono::steady_clock;
@@ -194,8 +213,13 @@ void BM_FaultBack(benchmark::State& state) {
     const double wall = std::chrono::duration<double>(t1 - t0).count();
     state.SetIterationTime(wall);
     wall_seconds += wall;
+    if (thp) env.unmap(buf, bytes);
   }
-  env.unmap(buf, bytes);
+  if (thp) {
+    state.counters["device_thp_fraction"] = device_thp / static_cast<double>(state.iterations());
+  } else {
+    env.unmap(buf, bytes);
+  }
   const double pages = static_cast<double>(state.iterations() * (bytes >> kPageShift));
   state.SetItemsProcessed(static_cast<int64_t>(pages));
   state.SetBytesProcessed(static_cast<int64_t>(pages) * static_cast<int64_t>(kPageSize));
@@ -212,8 +236,8 @@ void fault_back_args_for(benchmark::internal::Benchmark* b, FolioSize folio) {
   const bool base = folio == FolioSize::kBase;
   b->ArgNames({"design", "threads", "order"})
       ->UseManualTime()
-      ->Iterations(base ? 3 : 1)
-      ->Repetitions(base ? kRepetitions : 1)
+      ->Iterations(3)
+      ->Repetitions(base ? kRepetitions : 3)
       ->Unit(benchmark::kMillisecond);
 }
 void fault_back_args(benchmark::internal::Benchmark* b) {

@@ -280,10 +280,7 @@ class Report:
             "a memset and host page faults the kernel's kvmalloc'd bounce does not have. d→s "
             "copies once per page. Below 16 MiB memcpy runs from the caches, so its bandwidth "
             "(and the ratios' denominator) is the cache's, not DRAM's.\n")
-        thp = self.migrate_group("dpas", 2048, 0, 9)
-        thp_msg = Runs.error(thp) if thp else THP_MISSING
-        out.append(f"\nTHP (2 MiB folios, order 9), every size and design: *{thp_msg}*. The "
-                   "harness registers the rows (`order:9`) and fills them in once THP lands.\n")
+        out.append(self.migration_thp_table())
         out.append("\nPublished kernel figures for comparison (not this machine): 0.98 GB/s "
                    "moving 512 × 4 KiB pages with move_pages, 2.97 GB/s for one 2 MiB THP "
                    "(Zi Yan, THP migration v9, 2017, cross-socket).\n")
@@ -337,8 +334,61 @@ plot '{legacy_s2d}' w lp t 'legacy s→d', '{legacy_d2s}' w lp t 'legacy d→s',
                         f"worst by {0.5 / worst[0]:.1f}×: needs {0.5 / worst[0]:.1f}× the speed")))
             self.missed_profiles.append("migrate-to-device" if direction == 0
                                         else "migrate-to-system")
-        self.targets.append(("THP migration ≥ 0.85× memcpy each way", THP_MISSING, "—"))
+        self.thp_migration_target()
         return "\n".join(out)
+
+    def migration_thp_table(self):
+        """Order 9: a fresh 2 MiB-aligned MADV_HUGEPAGE buffer per iteration."""
+        out = ["\n### THP (2 MiB folios, order 9)\n",
+               "The same ioctls on a buffer mapped 2 MiB-aligned with MADV_HUGEPAGE, fresh for "
+               "every iteration (mapping and touching it is not timed), so every timed "
+               "migration starts from THPs; 5 iterations per repetition, 3 repetitions. "
+               "`whole` = device_thp_fraction: the share of the buffer's 2 MiB steps the "
+               "device held at PMD level after the migration to it (1 = every THP moved "
+               "whole with MIGRATE_VMA_SELECT_COMPOUND; 0 = migrate_vma split each THP and "
+               "moved 4 KiB pages).\n"]
+        rows = []
+        for kib in MIGRATE_KIB:
+            mc = self.memcpy_bps(kib)
+            for design in DESIGNS:
+                cells = [size_kib(kib), design]
+                whole = None
+                for direction in (0, 1):
+                    g = self.migrate_group(design, kib, direction, 9)
+                    err = Runs.error(g) if g else None
+                    bps = None if err else Runs.value(g, "bytes_per_second")
+                    if whole is None and not err:
+                        whole = Runs.value(g, "device_thp_fraction")
+                    cells.append("-" if bps is None else fmt_gbps(bps))
+                    cells.append(fmt_ratio(bps / mc if bps and mc else None))
+                cells.append("-" if whole is None else f"{whole:.2f}")
+                rows.append(cells)
+        out.append(table(["size", "design", "s→d GB/s", "s→d ÷ memcpy", "d→s GB/s",
+                          "d→s ÷ memcpy", "whole"], rows))
+        return "\n".join(out)
+
+    def thp_migration_target(self):
+        ratios = []
+        for design in DESIGNS:
+            for kib in MIGRATE_KIB:
+                mc = self.memcpy_bps(kib)
+                for direction in (0, 1):
+                    g = self.migrate_group(design, kib, direction, 9)
+                    bps = None if (g is None or Runs.error(g)) else \
+                        Runs.value(g, "bytes_per_second")
+                    if bps and mc:
+                        ratios.append((bps / mc, design, kib, direction))
+        if not ratios:
+            self.targets.append(("THP migration ≥ 0.85× memcpy each way", THP_MISSING, "—"))
+            return
+        worst, best = min(ratios), max(ratios)
+        met = sum(1 for r in ratios if r[0] >= 0.85)
+        self.targets.append((
+            "THP migration ≥ 0.85× memcpy each way",
+            f"{worst[0]:.2f}× ({worst[1]}, {size_kib(worst[2])}, {'s→d d→s'.split()[worst[3]]}) "
+            f"to {best[0]:.2f}×; {met} of {len(ratios)} runs at or above 0.85×",
+            verdict(met == len(ratios),
+                    "" if met == len(ratios) else f"worst by {0.85 / worst[0]:.1f}×")))
 
     # -- fault-back
     def fault_section(self):
@@ -371,7 +421,7 @@ plot '{legacy_s2d}' w lp t 'legacy s→d', '{legacy_d2s}' w lp t 'legacy d→s',
         out.append(table(["design", "threads", "ns/page (wall)", "ns/fault (per thread)",
                           "fault ÷ memcpy 4 KiB"], rows))
         out.append(f"\nmemcpy of 4 KiB: {mc:.0f} ns.\n" if mc else "\nmemcpy of 4 KiB: -\n")
-        out.append(f"\n2 MiB folio fault-back: *{THP_MISSING}*.\n")
+        out.append(self.fault_thp_table())
         out.append("\nEach fault runs the whole kernel path for one page: handle_mm_fault → "
                    "do_swap_page → the pagemap's migrate_to_ram → migrate_vma_setup (collect, "
                    "lock, unmap through the rmap with MMU notifiers) → a system page allocated "
@@ -391,8 +441,41 @@ plot '{legacy_s2d}' w lp t 'legacy s→d', '{legacy_d2s}' w lp t 'legacy d→s',
                         f"{best1 / 3.0:.1f}× at best")))
             if worst[0] > 3.0:
                 self.missed_profiles += ["fault-back", "fault-back-2"]
-        self.targets.append(("Fault-back ≤ 1.3× memcpy for a 2 MiB folio", THP_MISSING, "—"))
         return "\n".join(out)
+
+    def fault_thp_table(self):
+        """Order 9 fault-back: per 2 MiB against memcpy of 2 MiB."""
+        mc2m = self.memcpy_bps(2048)
+        rows = []
+        worst = None
+        for design in DESIGNS:
+            for threads in (1, 2):
+                g = self.migrate.find(
+                    rf"^BM_FaultBack/design:{DESIGNS.index(design)}/threads:{threads}/order:9/")[1]
+                if g is None or Runs.error(g):
+                    continue
+                per_page = Runs.value(g, "ns_per_page")
+                whole = Runs.value(g, "device_thp_fraction")
+                per_2m = per_page * 512 if per_page else None
+                ratio = per_2m / (2 * 1024 * 1024 / mc2m * 1e9) if per_2m and mc2m else None
+                rows.append([design, threads, f"{per_2m / 1e3:.0f} µs" if per_2m else "-",
+                             fmt_ratio(ratio), "-" if whole is None else f"{whole:.2f}"])
+                if ratio and (worst is None or ratio > worst[0]):
+                    worst = (ratio, design, threads)
+        if not rows:
+            self.targets.append(("Fault-back ≤ 1.3× memcpy for a 2 MiB folio", THP_MISSING, "—"))
+            return f"\n2 MiB folio fault-back: *{THP_MISSING}*.\n"
+        self.targets.append((
+            "Fault-back ≤ 1.3× memcpy for a 2 MiB folio",
+            f"{worst[0]:.1f}× at worst ({worst[1]}, {worst[2]} threads)",
+            verdict(worst[0] <= 1.3, "" if worst[0] <= 1.3 else f"by {worst[0] / 1.3:.1f}×")))
+        return "\n".join([
+            "\n2 MiB folios (`order:9`): the buffer is THPs, fresh each iteration, migrated to "
+            "the device, then touched one word per 4 KiB page; time per 2 MiB = wall ns/page × "
+            "512, against memcpy of 2 MiB (`BM_Memcpy/KiB:2048`). `whole` as in §1: 1 means "
+            "the device held whole THPs, so the first touch of each 2 MiB brought all of it "
+            "back in one fault.\n",
+            table(["design", "threads", "per 2 MiB (wall)", "÷ memcpy 2 MiB", "whole"], rows)])
 
     # -- registration
     def registration_section(self):

@@ -4,7 +4,7 @@
 
 namespace dpmm::mm {
 
-void folio_add_file_rmap_pte(page::Folio folio, page::Page* page) {
+void folio_add_file_rmap_pte([[maybe_unused]] page::Folio folio, page::Page* page) {
   assert(folio.contains(page) && "page outside its folio");
   assert(!folio.is_anon() && "folio_add_file_rmap_pte of an anon folio");
   assert(!folio.is_large() && "large file folios are not modelled (anonymous THP only)");

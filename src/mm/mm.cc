@@ -125,7 +125,7 @@ Mm::HwWalk::~HwWalk() {
   --tls_hw_walk_depth;
 }
 
-void Mm::flush_tlb_range(VirtAddr start, VirtAddr end) {
+void Mm::flush_tlb_range([[maybe_unused]] VirtAddr start, [[maybe_unused]] VirtAddr end) {
   assert(tls_hw_walk_depth == 0 && "TLB flush from inside a hardware walk waits for itself");
   assert(start <= end && "flush of an inverted range");
   tlb_gen_.fetch_add(1, std::memory_order_seq_cst);
