@@ -275,9 +275,9 @@ class Report:
             "page → the device page's backing page, then, for verification, backing page → a "
             "bounce buffer → the caller's buffer (dmirror_migrate_to_device → "
             "dmirror_do_read, copy_to_user) — so 0.5× memcpy is above what s→d can reach "
-            "even with free page-table work (about 1/3 with three copies). dpmm's bounce buffer "
-            "is also zero-filled and freshly allocated per call (a `std::vector`), which adds "
-            "a memset and host page faults the kernel's kvmalloc'd bounce does not have. d→s "
+            "even with free page-table work (about 1/3 with three copies). The bounce buffer is "
+            "allocated per call and not zeroed, as the kernel's kvmalloc'd one; its first "
+            "touch costs host page faults for large buffers, as vmalloc's would. d→s "
             "copies once per page. Below 16 MiB memcpy runs from the caches, so its bandwidth "
             "(and the ratios' denominator) is the cache's, not DRAM's.\n")
         out.append(self.migration_thp_table())

@@ -157,7 +157,7 @@ Status Dmirror::fault(VirtAddr start, VirtAddr end, FaultWrite write) {
 // ---- READ / WRITE ----
 
 Status Dmirror::do_read(VirtAddr start, VirtAddr end, Bounce& bounce) {
-  std::byte* ptr = bounce.buf.data() + ((start - bounce.addr) & ~(kPageSize - 1));
+  std::byte* ptr = bounce.buf.get() + ((start - bounce.addr) & ~(kPageSize - 1));
   for (uint64_t pfn = vpn(start); pfn < vpn(end); ++pfn) {
     const DptEntry* e = pt_.load(pfn);
     if (e == nullptr) return make_error(Errno::kENOENT, "no device mapping at {:#x}", pfn << 12);
@@ -172,7 +172,7 @@ Status Dmirror::do_read(VirtAddr start, VirtAddr end, Bounce& bounce) {
 }
 
 Status Dmirror::do_write(VirtAddr start, VirtAddr end, Bounce& bounce) {
-  const std::byte* ptr = bounce.buf.data() + ((start - bounce.addr) & ~(kPageSize - 1));
+  const std::byte* ptr = bounce.buf.get() + ((start - bounce.addr) & ~(kPageSize - 1));
   for (uint64_t pfn = vpn(start); pfn < vpn(end); ++pfn) {
     const DptEntry* e = pt_.load(pfn);
     if (e == nullptr || e->tag != DptTag::kWrite) {
@@ -191,7 +191,7 @@ Status Dmirror::read(HmmDmirrorCmd& cmd) {
   VirtAddr start(cmd.addr);
   const VirtAddr end(cmd.addr + size);
   if (end < start) return make_error(Errno::kEINVAL, "range wraps");
-  Bounce bounce{start, std::vector<std::byte>(size), 0};
+  Bounce bounce(start, size);
   Status ret = ok();
   while (true) {
     {
@@ -209,7 +209,7 @@ Status Dmirror::read(HmmDmirrorCmd& cmd) {
     if (out.is_error()) {
       ret = out.error();
     } else {
-      std::memcpy(*out, bounce.buf.data(), bounce.buf.size());
+      std::memcpy(*out, bounce.buf.get(), bounce.size);
     }
   }
   cmd.cpages = bounce.cpages;
@@ -221,9 +221,9 @@ Status Dmirror::write(HmmDmirrorCmd& cmd) {
   VirtAddr start(cmd.addr);
   const VirtAddr end(cmd.addr + size);
   if (end < start) return make_error(Errno::kEINVAL, "range wraps");
-  Bounce bounce{start, std::vector<std::byte>(size), 0};
+  Bounce bounce(start, size);
   const std::byte* in = TRY(host_buffer(cmd.ptr));
-  std::memcpy(bounce.buf.data(), in, size);
+  std::memcpy(bounce.buf.get(), in, size);
   Status ret = ok();
   while (true) {
     {
@@ -241,7 +241,7 @@ Status Dmirror::write(HmmDmirrorCmd& cmd) {
 }
 
 Status Dmirror::read_back(HmmDmirrorCmd& cmd, VirtAddr start, VirtAddr end) {
-  Bounce bounce{start, std::vector<std::byte>(end - start), 0};
+  Bounce bounce(start, end - start);
   Status ret = ok();
   {
     MutexLocker g(mutex_);
@@ -252,7 +252,7 @@ Status Dmirror::read_back(HmmDmirrorCmd& cmd, VirtAddr start, VirtAddr end) {
     if (out.is_error()) {
       ret = out.error();
     } else {
-      std::memcpy(*out, bounce.buf.data(), bounce.buf.size());
+      std::memcpy(*out, bounce.buf.get(), bounce.size);
     }
   }
   cmd.cpages = bounce.cpages;

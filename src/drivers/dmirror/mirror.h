@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -103,9 +104,15 @@ class Dmirror final : public hmm::MmuIntervalNotifierOps {
 
  private:
   // A bounce buffer (struct dmirror_bounce).
+  // dmirror_bounce_init: the kernel's kvmalloc'd buffer is not zeroed, and neither is this
+  // one (make_unique_for_overwrite); every byte is written before it is read, and its bytes
+  // reach the caller only when the whole range was copied.
   struct Bounce {
+    Bounce(VirtAddr start, uint64_t bytes)
+        : addr(start), size(bytes), buf(std::make_unique_for_overwrite<std::byte[]>(bytes)) {}
     VirtAddr addr;
-    std::vector<std::byte> buf;
+    uint64_t size;
+    std::unique_ptr<std::byte[]> buf;
     uint64_t cpages = 0;
   };
 
