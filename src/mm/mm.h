@@ -130,13 +130,14 @@ class Mm {
   Status madvise(VirtAddr start, uint64_t len, Madvise advice) EXCLUDES(mmap_lock_);
   // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
   // the page tables no VMA needs any more. Holes are fine.
-  //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE
+  //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE; the range would cut a
+  //           hugetlb page (hugetlb_vm_op_split)
   //   ENOMEM  a split would exceed max_map_count
   Status munmap(VirtAddr addr, uint64_t len) EXCLUDES(mmap_lock_);
   // mprotect (mm/mprotect.c do_mprotect_pkey, mprotect_fixup, change_protection): splits and
   // merges VMAs, rewrites PTEs (write-protect, PROT_NONE, or back). VMAs before a hole keep
   // their new protection, as in the kernel.
-  //   EINVAL  addr unaligned; unknown PROT_ bits
+  //   EINVAL  addr unaligned; unknown PROT_ bits; the range would cut a hugetlb page
   //   ENOMEM  the range overflows, or part of it is not mapped
   //   EACCES  the VMA may not get the protection (VM_MAY* clear)
   Status mprotect(VirtAddr addr, uint64_t len, MmapProt prot) EXCLUDES(mmap_lock_);
