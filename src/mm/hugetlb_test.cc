@@ -120,6 +120,7 @@ TEST_P(HugetlbTest, MmapReservesTheWholeLengthOrFailsWithEnomem) {
   EXPECT_EQ(v.start, a);
   EXPECT_EQ(v.size(), 2 * kHuge);
   EXPECT_TRUE(has(v.flags, VmFlags::kHugetlb | VmFlags::kDontExpand));
+  EXPECT_FALSE(has(v.flags, VmFlags::kAccount)) << "hugetlb is not charged to the commit limit";
   EXPECT_TRUE(is_vm_hugetlb_page(v));
   EXPECT_NE(v.resv_map, nullptr) << "the mapping owns its reservation";
   expect_pool(2, 2, 2);

@@ -153,8 +153,9 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
   if (hugetlb) {
     const VirtAddr start =
         TRY(get_unmapped_area_locked(addr, len, flags, kernel_.hstate().size()));
-    // hugetlbfs_file_mmap: VM_HUGETLB|VM_DONTEXPAND, then hugetlb_reserve_pages.
-    vm_flags |= VmFlags::kHugetlb | VmFlags::kDontExpand;
+    // hugetlbfs_file_mmap: VM_HUGETLB|VM_DONTEXPAND, then hugetlb_reserve_pages. Hugetlb
+    // pages are never charged to the commit limit (accountable_mapping: no VM_ACCOUNT).
+    vm_flags = (vm_flags & ~VmFlags::kAccount) | VmFlags::kHugetlb | VmFlags::kDontExpand;
     return mmap_hugetlb_region_locked(start, len, vm_flags, flags);
   }
   const VirtAddr start = TRY(get_unmapped_area_locked(addr, len, flags));
