@@ -104,24 +104,30 @@ TEST_P(HmmRangeFaultTest, PmdLeavesAnswerOrder9) {
 // refuses a hugetlb folio.
 TEST_P(HmmRangeFaultTest, HugetlbPagesAnswerOrder9AndFaultThroughHugetlbFault) {
   constexpr uint64_t kPmd = mm::kHpagePmdSize;
-  rig_->kernel().set_nr_hugepages(1);
-  const VirtAddr a = MUST(proc_->mmap(VirtAddr(0), kPmd, kRw,
+  rig_->kernel().set_nr_hugepages(2);
+  const VirtAddr a = MUST(proc_->mmap(VirtAddr(0), 2 * kPmd, kRw,
                                       mm::MmapFlags::kPrivate | mm::MmapFlags::kAnonymous |
                                           mm::MmapFlags::kHugetlb),
                           "mmap hugetlb");
   const uint64_t order9 = fmt().order_bits(mm::kHpagePmdOrder);
   std::vector<uint64_t> w(8, 0);
+  // No PMD table yet: huge_pte_offset finds nothing, a hole answers 0.
   ASSERT_TRUE(run(a + 200 * kPageSize, w, 0).is_ok());
   for (uint64_t i = 0; i < w.size(); ++i) EXPECT_EQ(w[i], 0u) << "not faulted: " << i;
-  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 1u);
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 2u);
   ASSERT_TRUE(run(a + 200 * kPageSize, w, kHmmPfnReqFault).is_ok());
   const arch::DecodedEntry r = rig_->kernel().codec().decode(
       arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
   ASSERT_EQ(r.kind, arch::DecodedEntry::Kind::kPresent);
   EXPECT_FALSE(arch::has(r.prot, arch::Prot::kWrite));
-  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 0u);
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 1u);
   for (uint64_t i = 0; i < w.size(); ++i)
     EXPECT_EQ(w[i], (r.pfn.raw() + 200 + i) | kHmmPfnValid | order9) << i;
+  // The second huge page is none in an existing PMD table: hugetlb_entry answers
+  // pte_pfn(none) = 0 plus the offset, with the order bits and no VALID.
+  std::vector<uint64_t> w2(4, 0);
+  ASSERT_TRUE(run(a + kPmd + 7 * kPageSize, w2, 0).is_ok());
+  for (uint64_t i = 0; i < w2.size(); ++i) EXPECT_EQ(w2[i], (7 + i) | order9) << i;
   std::fill(w.begin(), w.end(), 0);
   ASSERT_TRUE(run(a + 200 * kPageSize, w, kHmmPfnReqFault | kHmmPfnReqWrite).is_ok());
   const arch::DecodedEntry t = rig_->kernel().codec().decode(
@@ -140,8 +146,8 @@ TEST_P(HmmRangeFaultTest, HugetlbPagesAnswerOrder9AndFaultThroughHugetlbFault) {
     EXPECT_EQ(x.error().code(), Errno::kEOPNOTSUPP);
   }
   EXPECT_EQ(folio.ref_count(), 1) << "the GUP reference was dropped";
-  ASSERT_TRUE(proc_->munmap(a, kPmd).is_ok());
-  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 1u);
+  ASSERT_TRUE(proc_->munmap(a, 2 * kPmd).is_ok());
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 2u);
 }
 
 TEST_P(HmmRangeFaultTest, SnapshotReportsPresentZeroAndNone) {

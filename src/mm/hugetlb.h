@@ -25,8 +25,8 @@
 //            write-protected in a private mapping); a folio that may be pinned is copied.
 //   split    a VMA may be cut only at huge-page boundaries (hugetlb_vm_op_split): munmap and
 //            mprotect of a range that cuts a huge page fail with EINVAL.
-// GUP, pagemap, CPU access, hmm_range_fault and the rmap walk read the PMD leaves as they read
-// a THP's; GUP never splits one (follow_huge_pmd). migrate_vma_setup refuses hugetlb VMAs
+// GUP, pagemap, CPU access and the rmap walk read the PMD leaves as they read a THP's; GUP
+// never splits one (follow_huge_pmd); hmm_range_fault has its hugetlb_entry walk. migrate_vma_setup refuses hugetlb VMAs
 // (EINVAL) and make_device_exclusive refuses hugetlb folios (EOPNOTSUPP), as the kernel.
 //
 // Not modelled (docs/mm.md): hugetlbfs files and MAP_SHARED hugetlb mappings, sizes other than
