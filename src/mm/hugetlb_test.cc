@@ -344,6 +344,8 @@ TEST_P(HugetlbTest, ForkSharesReadOnlyThenCowCopiesFromThePool) {
   EXPECT_EQ(f.mapcount(), 2);
   EXPECT_EQ(f.entire_mapcount(), 2);
   EXPECT_FALSE(page_anon_exclusive(f.head()));
+  EXPECT_EQ(pagemap_entry(p_->mm(), a) & kPmMmapExclusive, 0u) << "mapped by two mms";
+  EXPECT_EQ(pagemap_entry(child_->mm(), a + kPageSize) & kPmPframeMask, orig.raw() + 1);
   expect_pool(3, 2, 0);
   // The child writes: it gets a copy from the pool.
   ASSERT_TRUE(child_->write_u64(a + 16, 0xc0ffee).is_ok());
