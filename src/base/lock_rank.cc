@@ -11,6 +11,7 @@ const char* lock_rank_name(LockRank r) {
   switch (r) {
     case LockRank::kNone: return "none";
     case LockRank::kMmapLock: return "mmap_lock";
+    case LockRank::kHugetlbFaultMutex: return "hugetlb_fault_mutex";
     case LockRank::kFolioLock: return "folio_lock";
     case LockRank::kIMmapRwsem: return "i_mmap_rwsem";
     case LockRank::kAnonVma: return "anon_vma";

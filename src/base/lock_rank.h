@@ -20,6 +20,8 @@ namespace dpmm {
 enum class LockRank : uint8_t {
   kNone = 0,
   kMmapLock,           // mm->mmap_lock (rw)
+  kHugetlbFaultMutex,  // hugetlb_fault_mutex_table (mm/hugetlb.c): serialises hugetlb faults
+                       // on one page; taken under mmap_lock, before the folio lock
   kFolioLock,          // PG_locked; nestable (migration locks many folios)
   kIMmapRwsem,         // address_space->i_mmap_rwsem
   kAnonVma,            // anon_vma->rwsem

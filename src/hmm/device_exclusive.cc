@@ -29,10 +29,11 @@ Result<DeviceExclusive> make_device_exclusive(mm::Mm& mm, VirtAddr addr, const v
   page::Page* page = got.front();
   page::Folio folio = page::page_folio(page);
 
-  if (!folio.is_anon()) {
+  if (!folio.is_anon() || folio.is_hugetlb()) {
     page::folio_put(folio);
     return make_error(Errno::kEOPNOTSUPP,
-                      "make_device_exclusive: {:#x} is not an anonymous page", addr.raw());
+                      "make_device_exclusive: {:#x} is not an anonymous non-hugetlb page",
+                      addr.raw());
   }
   if (!page::folio_trylock(folio)) {
     page::folio_put(folio);

@@ -37,7 +37,7 @@ struct DeviceExclusive {
 // make_device_exclusive. `addr` is aligned down to its page. REQUIRES: mmap_lock held (read).
 //   EFAULT      no VMA or not writable there (get_user_pages' errors; a failed fault)
 //   ENOMEM      the write fault could not allocate
-//   EOPNOTSUPP  not an anonymous folio
+//   EOPNOTSUPP  not an anonymous folio, or a hugetlb one
 //   EBUSY       the folio lock is held by someone else, or the PTE changed meanwhile
 Result<DeviceExclusive> make_device_exclusive(mm::Mm& mm, VirtAddr addr, const void* owner)
     REQUIRES_SHARED(mm.mmap_lock());

@@ -1,5 +1,5 @@
 // hmm_range_fault and its page-table walk (mm/hmm.c: hmm_vma_walk_test, hmm_vma_walk_hole,
-// hmm_vma_walk_pmd, hmm_vma_handle_pte, hmm_vma_fault, hmm_pte_need_fault,
+// hmm_vma_walk_pmd, hmm_vma_handle_pte, hmm_vma_walk_hugetlb_entry, hmm_vma_fault, hmm_pte_need_fault,
 // hmm_range_need_fault, hmm_pfns_fill; mm/pagewalk.c walk_page_range for the shape of the walk).
 #include "hmm/hmm_range_fault.h"
 
@@ -13,6 +13,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
 #include "mm/fault.h"
+#include "mm/hugetlb.h"
 #include "mm/page_table.h"
 
 namespace dpmm::hmm {
@@ -197,6 +198,14 @@ class HmmWalk {
         continue;
       }
       const VirtAddr next = level_end(addr, end, mm::PtLevel::kPmd);
+      // walk_hugetlb_range: a hugetlb VMA's huge pages go to the hugetlb_entry callback
+      // whenever huge_pte_offset finds their PMD slot (a PMD table exists), else pte_hole.
+      if (mm::is_vm_hugetlb_page(vma)) {
+        if (TRY(walk_hugetlb_entry(vma, *pmd, addr, next)) == WalkStep::kRewalk)
+          return WalkStep::kRewalk;
+        addr = next;
+        continue;
+      }
       if (TRY(walk_pmd(vma, *pmd, addr, next)) == WalkStep::kRewalk) return WalkStep::kRewalk;
       addr = next;
     }
@@ -207,6 +216,31 @@ class HmmWalk {
     const uint64_t span = mm::pt_entry_span(level);
     const uint64_t boundary = (addr.raw() & ~(span - 1)) + span;
     return boundary - 1 < end.raw() - 1 ? VirtAddr(boundary) : end;
+  }
+
+  // hmm_vma_walk_hugetlb_entry for the huge page whose PMD-level entry is `pmd`, over [start,
+  // end) inside it. cpu_flags are pte_to_hmm_pfn_flags of the entry plus the order of
+  // huge_page_order (9), even for a none entry; the first page's request decides the fault
+  // (hmm_pte_need_fault), which covers [start, end). Without a fault every page answers
+  // pte_pfn(entry) plus its offset in the huge page: for a none entry that is the bare offset
+  // with the order bits and no VALID, as the kernel reports it.
+  Result<WalkStep> walk_hugetlb_entry(const mm::Vma& vma, mm::EntrySlot pmd, VirtAddr start,
+                                      VirtAddr end) REQUIRES_SHARED(mm_.mmap_lock()) {
+    const DecodedEntry d = mm_.kernel().codec().decode(EntryLevel::kPmd, pmd.load());
+    uint64_t cpu_flags = fmt_.order_bits(mm::kHpagePmdOrder);
+    uint64_t pfn = 0;
+    if (d.kind == DecodedEntry::Kind::kPresent) {
+      cpu_flags |= kHmmPfnValid | (arch::has(d.prot, arch::Prot::kWrite) ? kHmmPfnWrite : 0);
+      pfn = d.pfn.raw();
+    }
+    const NeedFault required = pte_need_fault(range_.hmm_pfns[index(start)], cpu_flags);
+    if (required != NeedFault::kNone) return vma_fault(vma, start, end, required);
+    pfn += mm::pt_index(mm::PtLevel::kPte, start);
+    for (VirtAddr addr = start; addr < end; addr += kPageSize, ++pfn) {
+      uint64_t& word = range_.hmm_pfns[index(addr)];
+      word = (word & kHmmPfnInoutFlags) | pfn | cpu_flags;
+    }
+    return WalkStep::kContinue;
   }
 
   // hmm_vma_walk_pmd.

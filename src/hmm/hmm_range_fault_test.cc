@@ -11,6 +11,7 @@
 #include "arch/softleaf.h"
 #include "hmm/device_exclusive.h"
 #include "hmm/hmm_test_rig.h"
+#include "mm/hstate.h"
 #include "mm/huge_memory.h"
 #include "page/folio_lock.h"
 
@@ -95,6 +96,58 @@ TEST_P(HmmRangeFaultTest, PmdLeavesAnswerOrder9) {
   EXPECT_FALSE(rig_->kernel().is_huge_zero_pfn(t.pfn));
   for (uint64_t i = 0; i < w.size(); ++i)
     EXPECT_EQ(w[i], (t.pfn.raw() + 100 + i) | kHmmPfnValid | kHmmPfnWrite | order9) << i;
+}
+
+// hmm_vma_walk_hugetlb_entry: every page of a hugetlb page answers with huge_page_order (9);
+// a missing page faults through hugetlb_fault (read-only at first in a private mapping), a
+// write request through hugetlb_wp, which reuses the exclusive folio. make_device_exclusive
+// refuses a hugetlb folio.
+TEST_P(HmmRangeFaultTest, HugetlbPagesAnswerOrder9AndFaultThroughHugetlbFault) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  rig_->kernel().set_nr_hugepages(2);
+  const VirtAddr a = MUST(proc_->mmap(VirtAddr(0), 2 * kPmd, kRw,
+                                      mm::MmapFlags::kPrivate | mm::MmapFlags::kAnonymous |
+                                          mm::MmapFlags::kHugetlb),
+                          "mmap hugetlb");
+  const uint64_t order9 = fmt().order_bits(mm::kHpagePmdOrder);
+  std::vector<uint64_t> w(8, 0);
+  // No PMD table yet: huge_pte_offset finds nothing, a hole answers 0.
+  ASSERT_TRUE(run(a + 200 * kPageSize, w, 0).is_ok());
+  for (uint64_t i = 0; i < w.size(); ++i) EXPECT_EQ(w[i], 0u) << "not faulted: " << i;
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 2u);
+  ASSERT_TRUE(run(a + 200 * kPageSize, w, kHmmPfnReqFault).is_ok());
+  const arch::DecodedEntry r = rig_->kernel().codec().decode(
+      arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
+  ASSERT_EQ(r.kind, arch::DecodedEntry::Kind::kPresent);
+  EXPECT_FALSE(arch::has(r.prot, arch::Prot::kWrite));
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 1u);
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], (r.pfn.raw() + 200 + i) | kHmmPfnValid | order9) << i;
+  // The second huge page is none in an existing PMD table: hugetlb_entry answers
+  // pte_pfn(none) = 0 plus the offset, with the order bits and no VALID.
+  std::vector<uint64_t> w2(4, 0);
+  ASSERT_TRUE(run(a + kPmd + 7 * kPageSize, w2, 0).is_ok());
+  for (uint64_t i = 0; i < w2.size(); ++i) EXPECT_EQ(w2[i], (7 + i) | order9) << i;
+  std::fill(w.begin(), w.end(), 0);
+  ASSERT_TRUE(run(a + 200 * kPageSize, w, kHmmPfnReqFault | kHmmPfnReqWrite).is_ok());
+  const arch::DecodedEntry t = rig_->kernel().codec().decode(
+      arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
+  EXPECT_EQ(t.pfn, r.pfn) << "hugetlb_wp reused the exclusive folio";
+  EXPECT_TRUE(arch::has(t.prot, arch::Prot::kWrite));
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], (t.pfn.raw() + 200 + i) | kHmmPfnValid | kHmmPfnWrite | order9) << i;
+  page::Folio folio = page::page_folio(MUST(rig_->kernel().pfn_to_page(t.pfn), "RAM"));
+  EXPECT_TRUE(folio.is_hugetlb());
+  EXPECT_EQ(folio.ref_count(), 1);
+  {
+    ReadLocker g(mm().mmap_lock());
+    Result<DeviceExclusive> x = make_device_exclusive(mm(), a + 3 * kPageSize, nullptr);
+    ASSERT_TRUE(x.is_error());
+    EXPECT_EQ(x.error().code(), Errno::kEOPNOTSUPP);
+  }
+  EXPECT_EQ(folio.ref_count(), 1) << "the GUP reference was dropped";
+  ASSERT_TRUE(proc_->munmap(a, 2 * kPmd).is_ok());
+  EXPECT_EQ(rig_->kernel().hugetlb_meminfo().free, 2u);
 }
 
 TEST_P(HmmRangeFaultTest, SnapshotReportsPresentZeroAndNone) {

@@ -14,6 +14,7 @@
 #include "migrate/migrate_pfn.h"
 #include "migrate/test_driver.h"
 #include "mm/anon_rmap.h"
+#include "mm/hstate.h"
 #include "mm/huge_memory.h"
 #include "mm/process.h"
 
@@ -568,6 +569,44 @@ TEST_P(MigrateTest, SetupRefusesBadArgumentsWithEinval) {
   migrate_vma_pages(mm, m);
   migrate_vma_finalize(mm, m);
   EXPECT_EQ(pte(mm, a).kind, DecodedEntry::Kind::kPresent);
+}
+
+// migrate_vma_setup refuses a hugetlb VMA (is_vm_hugetlb_page): EINVAL, nothing collected,
+// the huge page stays mapped with its bytes.
+TEST_P(MigrateTest, SetupRefusesAHugetlbVma) {
+  TestDevice dev(*dk_, MemoryType::kDevicePrivate, 8, &kOwnerA);
+  k().set_nr_hugepages(1);
+  auto p = mm::Process::create(k()).value();
+  constexpr uint64_t kHuge = mm::kHpagePmdSize;
+  const VirtAddr a = p->mmap(VirtAddr(0), kHuge, kRw,
+                             mm::MmapFlags::kPrivate | mm::MmapFlags::kAnonymous |
+                                 mm::MmapFlags::kHugetlb)
+                         .value();
+  ASSERT_TRUE(p->write_u64(a + 8 * kPageSize, 0x5151).is_ok());
+  std::vector<MigratePfn> src(8), dst(8);
+  mm::Mm& mm = p->mm();
+  {
+    ReadLocker guard(mm.mmap_lock());
+    MigrateVma m;
+    m.vma = mm.vma_lookup(a);
+    m.start = a + 8 * kPageSize;
+    m.end = a + 16 * kPageSize;
+    m.src = src;
+    m.dst = dst;
+    m.pgmap_owner = &kOwnerA;
+    m.flags = MigrateVmaSelect::kSystem;
+    const Status s = migrate_vma_setup(mm, m);
+    ASSERT_TRUE(s.is_error());
+    EXPECT_EQ(s.error().code(), Errno::kEINVAL);
+  }
+  const DecodedEntry d =
+      k().codec().decode(arch::EntryLevel::kPmd, mm.page_table().walk_pmd(a)->load());
+  ASSERT_EQ(d.kind, DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(page::page_folio(k().pfn_to_page(d.pfn).value()).ref_count(), 1);
+  EXPECT_EQ(p->read_u64(a + 8 * kPageSize).value(), 0x5151u);
+  p.reset();
+  EXPECT_EQ(k().hugetlb_meminfo().free, 1u);
+  k().set_nr_hugepages(0);
 }
 
 TEST_P(MigrateTest, CompoundDestinationForASmallSourceIsNotMigrated) {

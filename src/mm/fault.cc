@@ -9,6 +9,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/file_rmap.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "page/folio_lock.h"
 
 namespace dpmm::mm {
@@ -244,6 +245,7 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
   // A VM_GROWSDOWN stack would expand here (expand_stack); not modelled.
   if (vma == nullptr) return segv("no VMA at the address");
   if (access_error(*vma, flags)) return segv("the VMA does not allow this access");
+  if (is_vm_hugetlb_page(*vma)) return hugetlb_fault(mm, *vma, address, flags);
   VmFault vmf;
   vmf.mm = &mm;
   vmf.vma = vma;

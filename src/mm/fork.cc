@@ -43,6 +43,7 @@
 #include "mm/device_private.h"
 #include "mm/file_rmap.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
@@ -312,6 +313,7 @@ Status Mm::dup_mmap_locked(Mm& child) {
     if (has(vma.flags, VmFlags::kDontCopy)) continue;
     Vma copy = vma;
     copy.set_anon_vma(nullptr);
+    copy.resv_map = nullptr;  // hugetlb_dup_vma_private: the child owns no reservation
     AnonVma* src_av = vma.anon_vma();
     const bool wipe = has(vma.flags, VmFlags::kWipeOnFork);
     // vma_needs_copy: pages an anon_vma may own, or VM_PFNMAP/VM_MIXEDMAP pages that no fault
@@ -338,6 +340,7 @@ Status Mm::dup_mmap_locked(Mm& child) {
 
 Status Mm::copy_page_range_locked(Mm& child, const Vma& dst_vma, const Vma& src_vma) {
   child.assert_private_to_fork();
+  if (is_vm_hugetlb_page(src_vma)) return copy_hugetlb_page_range(child, *this, dst_vma, src_vma);
   const bool cow = is_cow_mapping(src_vma.flags);
   const MmuNotifierRange range =
       notifier_range(MmuNotifyEvent::kProtectionPage, src_vma.start, src_vma.end);

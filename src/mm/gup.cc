@@ -103,7 +103,10 @@ Result<page::Page*> follow_page_pte(Mm& mm, VirtAddr addr, FollFlags flags)
   const Kernel& k = mm.kernel();
   if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(addr);
       pmd && pmd_trans_huge(k, pmd->load())) {
-    if (has(flags, FollFlags::kSplitPmd)) {
+    // follow_huge_pmd never splits a hugetlb leaf (FOLL_SPLIT_PMD is for THPs).
+    const Vma* leaf_vma = mm.vma_lookup(addr);
+    if (has(flags, FollFlags::kSplitPmd) &&
+        !(leaf_vma != nullptr && has(leaf_vma->flags, VmFlags::kHugetlb))) {
       // follow_pmd_mask with FOLL_SPLIT_PMD: the caller wants PTEs.
       const Vma* vma = mm.vma_lookup(addr);
       assert(vma != nullptr && "gup checked the VMA");

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mm/hstate.h"
 #include "mm/page_table.h"
 #include "page/node_from_machine.h"
 #include "page/zone_type.h"
@@ -33,6 +34,8 @@ Result<std::unique_ptr<Kernel>> Kernel::create(phys::Machine machine, KernelOpti
   k->zero_pfn_ = k->page_to_pfn(zero.head());
   k->thp_policy_ = options.transparent_hugepage;
   k->use_zero_page_ = options.use_zero_page;
+  k->hstate_ = std::make_unique<Hstate>(*k);
+  if (options.nr_hugepages != 0) k->set_nr_hugepages(options.nr_hugepages);
   return k;
 }
 
@@ -55,6 +58,7 @@ Kernel::~Kernel() {
     std::abort();
   }
   assert(huge_zero_refcount_.load() == 0 && "the huge zero folio outlived every Mm");
+  hstate_.reset();  // the pool's folios go back to the buddy
   page::Page* zero = MUST(pfn_to_page(zero_pfn_), "the zero page is RAM of this machine");
   zero->clear_flag(page::PageFlag::kReserved);
   node_->free_pages(zero, Order(0));
@@ -98,6 +102,10 @@ void Kernel::put_huge_zero_folio() {
   head->clear_flag(page::PageFlag::kReserved);
   page::folio_put(page::Folio(head));
 }
+
+void Kernel::set_nr_hugepages(uint64_t n) { hstate_->set_max_huge_pages(n); }
+
+HugetlbMeminfo Kernel::hugetlb_meminfo() const { return hstate_->meminfo(); }
 
 VirtAddr Kernel::task_size() const {
   if (arch().kind == arch::ArchKind::kX86_64) return VirtAddr((uint64_t{1} << 47) - kPageSize);

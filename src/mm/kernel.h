@@ -33,6 +33,8 @@
 namespace dpmm::mm {
 
 class DevicePrivateFaultHandler;
+class Hstate;
+struct HugetlbMeminfo;
 
 // /sys/kernel/mm/transparent_hugepage/enabled (mm/huge_memory.c transparent_hugepage_flags):
 // which anonymous VMAs may get PMD-sized folios at fault time.
@@ -59,6 +61,9 @@ struct KernelOptions {
   // Transparent huge pages (huge_memory.h).
   ThpPolicy transparent_hugepage = ThpPolicy::kMadvise;
   UseHugeZeroPage use_zero_page = UseHugeZeroPage::kYes;
+  // The hugetlb pool's size at boot (the hugepages= parameter; 0, as on a boot without it).
+  // The kernel fills it with what the buddy has, maybe fewer (hstate.h).
+  uint64_t nr_hugepages = 0;
 };
 
 class Kernel {
@@ -133,6 +138,14 @@ class Kernel {
     return pfn.raw() == huge_zero_pfn_.load(std::memory_order_acquire);
   }
 
+  // ---- hugetlb (hstate.h, hugetlb.h) ----
+  // default_hstate: the PMD-sized pool every MAP_HUGETLB mapping draws from.
+  Hstate& hstate() { return *hstate_; }
+  // `echo n > /proc/sys/vm/nr_hugepages` (Hstate::set_max_huge_pages).
+  void set_nr_hugepages(uint64_t n);
+  // The HugePages_* lines of /proc/meminfo.
+  HugetlbMeminfo hugetlb_meminfo() const;
+
   // ---- device-private memory seam (device_private.h) ----
   // The handler the fault path and zap use for device-private entries; null until the device
   // memory layer installs one. The handler must outlive every Mm of this kernel.
@@ -173,6 +186,7 @@ class Kernel {
   std::atomic<uint64_t> huge_zero_pfn_{~uint64_t{0}};
   std::atomic<int> huge_zero_refcount_{0};
   RwLock anon_vma_lock_{LockRank::kAnonVma};
+  std::unique_ptr<Hstate> hstate_;
 };
 
 }  // namespace dpmm::mm

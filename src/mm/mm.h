@@ -79,7 +79,9 @@ class Mm {
   // MAP_PRIVATE|MAP_ANONYMOUS is anonymous memory; MAP_SHARED|MAP_ANONYMOUS is a private
   // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0).
   //   EINVAL      len 0; MAP_FIXED with an unaligned addr; no MAP_SHARED/MAP_PRIVATE type;
-  //               MAP_HUGETLB (hugetlb arrives in a later phase); unknown PROT_ bits
+  //               MAP_HUGETLB with MAP_SHARED (not modelled); unknown PROT_ bits; hugetlb:
+  //               MAP_FIXED at an address not huge-page aligned
+  //   ENOMEM      hugetlb: the pool cannot reserve every huge page (hugetlb.h)
   //   ENOMEM      len rounds past TASK_SIZE; a fixed range beyond TASK_SIZE; no room for it;
   //               more than max_map_count VMAs
   //   EEXIST      MAP_FIXED_NOREPLACE over an existing mapping
@@ -128,13 +130,14 @@ class Mm {
   Status madvise(VirtAddr start, uint64_t len, Madvise advice) EXCLUDES(mmap_lock_);
   // munmap (mm/vma.c do_vmi_munmap): splits VMAs at the ends, zaps and frees every page and
   // the page tables no VMA needs any more. Holes are fine.
-  //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE
+  //   EINVAL  addr unaligned, len 0, or the range beyond TASK_SIZE; the range would cut a
+  //           hugetlb page (hugetlb_vm_op_split)
   //   ENOMEM  a split would exceed max_map_count
   Status munmap(VirtAddr addr, uint64_t len) EXCLUDES(mmap_lock_);
   // mprotect (mm/mprotect.c do_mprotect_pkey, mprotect_fixup, change_protection): splits and
   // merges VMAs, rewrites PTEs (write-protect, PROT_NONE, or back). VMAs before a hole keep
   // their new protection, as in the kernel.
-  //   EINVAL  addr unaligned; unknown PROT_ bits
+  //   EINVAL  addr unaligned; unknown PROT_ bits; the range would cut a hugetlb page
   //   ENOMEM  the range overflows, or part of it is not mapped
   //   EACCES  the VMA may not get the protection (VM_MAY* clear)
   Status mprotect(VirtAddr addr, uint64_t len, MmapProt prot) EXCLUDES(mmap_lock_);
@@ -279,6 +282,10 @@ class Mm {
   Result<VirtAddr> mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
                                       uint64_t pgoff, std::shared_ptr<File> file,
                                       MmapFlags flags) REQUIRES(mmap_lock_);
+  // mmap_region for a private anonymous hugetlb mapping at a free or MAP_FIXED range: makes
+  // the reservation, links the VMA (never merged). ENOMEM: no reservation; map count.
+  Result<VirtAddr> mmap_hugetlb_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
+                                              MmapFlags flags) REQUIRES(mmap_lock_);
   // do_mmap after the argument checks of both overloads.
   Result<VirtAddr> do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFlags flags,
                            std::shared_ptr<File> file, uint64_t offset) EXCLUDES(mmap_lock_);
@@ -286,7 +293,10 @@ class Mm {
   // each file's i_mmap in step. REQUIRES the anon_vma lock held for write too.
   VmaMap::iterator vma_link_locked(Vma vma) REQUIRES(mmap_lock_);
   void vma_unlink_locked(VmaMap::iterator it) REQUIRES(mmap_lock_);
-  Result<VirtAddr> get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags) const
+  // `align` > kPageSize places the range at that alignment (a hugetlb mapping's huge page
+  // size; MAP_FIXED at an unaligned address is then EINVAL, prepare_hugepage_range).
+  Result<VirtAddr> get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags,
+                                            uint64_t align = kPageSize) const
       REQUIRES_SHARED(mmap_lock_);
   bool range_free_locked(VirtAddr start, VirtAddr end) const REQUIRES_SHARED(mmap_lock_);
 

@@ -4,6 +4,8 @@
 #include <tuple>
 
 #include "mm/address_space.h"
+#include "mm/hstate.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 
@@ -14,13 +16,16 @@ bool Mm::range_free_locked(VirtAddr start, VirtAddr end) const {
   return vma == nullptr || vma->start >= end;
 }
 
-Result<VirtAddr> Mm::get_unmapped_area_locked(VirtAddr hint, uint64_t len,
-                                              MmapFlags flags) const {
+Result<VirtAddr> Mm::get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags,
+                                              uint64_t align) const {
   const VirtAddr task_size = kernel_.task_size();
   const VirtAddr min_addr = kernel_.mmap_min_addr();
   if (len > task_size.raw() - min_addr.raw())
     return make_error(Errno::kENOMEM, "mmap of {:#x} bytes: more than the address space", len);
   if (has(flags, MmapFlags::kFixed)) {
+    if (!hint.is_aligned(align))
+      return make_error(Errno::kEINVAL, "MAP_FIXED address {} is not aligned to {:#x}", hint,
+                        align);
     if (hint.raw() > task_size.raw() - len)
       return make_error(Errno::kENOMEM, "MAP_FIXED range {}+{:#x} ends beyond TASK_SIZE {}", hint,
                         len, task_size);
@@ -30,7 +35,7 @@ Result<VirtAddr> Mm::get_unmapped_area_locked(VirtAddr hint, uint64_t len,
   }
   // A hint is honoured when the page-aligned range there is free.
   if (hint.raw() != 0) {
-    const VirtAddr a = hint.align_up(kPageSize);
+    const VirtAddr a = hint.align_up(align);
     if (a.raw() <= task_size.raw() - len && a >= min_addr && range_free_locked(a, a + len))
       return a;
   }
@@ -42,7 +47,10 @@ Result<VirtAddr> Mm::get_unmapped_area_locked(VirtAddr hint, uint64_t len,
   if (it != vmas_.begin() && std::prev(it)->second.end.raw() > high) high = std::prev(it)->first;
   while (true) {
     const uint64_t low = it == vmas_.begin() ? min_addr.raw() : std::prev(it)->second.end.raw();
-    if (high >= low && high - low >= len) return VirtAddr(high - len);
+    if (high >= low && high - low >= len) {
+      const uint64_t at = (high - len) & ~(align - 1);
+      if (at >= low) return VirtAddr(at);
+    }
     if (it == vmas_.begin()) break;
     --it;
     high = std::min(high, it->first);
@@ -89,8 +97,23 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
   if (!shared && type != static_cast<uint32_t>(MmapFlags::kPrivate))
     return make_error(Errno::kEINVAL, "mmap flags {} name neither MAP_SHARED nor MAP_PRIVATE",
                       map_flags_to_string(flags));
-  if (has(flags, MmapFlags::kHugetlb))
-    return make_error(Errno::kEINVAL, "MAP_HUGETLB: hugetlb arrives in a later phase");
+  const bool hugetlb = has(flags, MmapFlags::kHugetlb);
+  if (hugetlb) {
+    // ksys_mmap_pgoff: MAP_HUGETLB names the anonymous hugetlb file; with a file that is not
+    // hugetlbfs it is EINVAL. dpmm models private anonymous hugetlb only (hugetlb.h).
+    if (file != nullptr)
+      return make_error(Errno::kEINVAL, "MAP_HUGETLB with a file that is not on hugetlbfs");
+    if (shared)
+      return make_error(Errno::kEINVAL, "MAP_SHARED|MAP_HUGETLB: shared hugetlb mappings are "
+                        "not modelled");
+    // len = ALIGN(len, huge_page_size(hs)).
+    const uint64_t huge = kernel_.hstate().size();
+    const uint64_t rounded = (len + huge - 1) & ~(huge - 1);
+    if (rounded < len || rounded > kernel_.task_size().raw())
+      return make_error(Errno::kENOMEM, "MAP_HUGETLB length {:#x} exceeds TASK_SIZE", len);
+    len = rounded;
+    pgoff = 0;  // the anonymous hugetlb file is mapped from its start
+  }
   if ((prot & ~kAllMmapProt) != MmapProt::kNone)
     return make_error(Errno::kEINVAL, "mmap with unknown protection bits {}",
                       prot_to_string(prot));
@@ -127,6 +150,14 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
     vm_flags |= VmFlags::kAccount;
 
   WriteLocker guard(mmap_lock_);
+  if (hugetlb) {
+    const VirtAddr start =
+        TRY(get_unmapped_area_locked(addr, len, flags, kernel_.hstate().size()));
+    // hugetlbfs_file_mmap: VM_HUGETLB|VM_DONTEXPAND, then hugetlb_reserve_pages. Hugetlb
+    // pages are never charged to the commit limit (accountable_mapping: no VM_ACCOUNT).
+    vm_flags = (vm_flags & ~VmFlags::kAccount) | VmFlags::kHugetlb | VmFlags::kDontExpand;
+    return mmap_hugetlb_region_locked(start, len, vm_flags, flags);
+  }
   const VirtAddr start = TRY(get_unmapped_area_locked(addr, len, flags));
   // An anonymous private VMA's pgoff is its start page (do_mmap).
   if (file == nullptr && !shared) pgoff = start.raw() >> kPageShift;
@@ -178,6 +209,23 @@ Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm
   return start;
 }
 
+Result<VirtAddr> Mm::mmap_hugetlb_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
+                                                MmapFlags flags) {
+  const VirtAddr end = start + len;
+  if (has(flags, MmapFlags::kFixedNoreplace) && !range_free_locked(start, end))
+    return make_error(Errno::kEEXIST, "MAP_FIXED_NOREPLACE: [{}, {}) overlaps a mapping", start,
+                      end);
+  if (!range_free_locked(start, end)) TRY(do_munmap_locked(start, end));
+  if (vmas_.size() >= kMaxMapCount)
+    return make_error(Errno::kENOMEM, "more than max_map_count ({}) mappings", kMaxMapCount);
+  Vma vma(start, end, vm_flags, 0);
+  // hugetlb_reserve_pages (ENOMEM when the pool cannot promise every huge page).
+  vma.resv_map = TRY(hugetlb_reserve_pages(kernel_, len / kernel_.hstate().size(), vm_flags));
+  WriteLocker rmap(kernel_.anon_vma_lock());  // rmap walks read VMAs (rmap.h)
+  vma_link_locked(std::move(vma));
+  return start;
+}
+
 Mm::VmaMap::iterator Mm::vma_link_locked(Vma vma) {
   AddressSpace* mapping = vma.file != nullptr ? vma.file->mapping() : nullptr;
   auto [it, inserted] = vmas_.emplace(vma.start.raw(), std::move(vma));
@@ -188,6 +236,9 @@ Mm::VmaMap::iterator Mm::vma_link_locked(Vma vma) {
 }
 
 void Mm::vma_unlink_locked(VmaMap::iterator it) {
+  // vm_ops->close: a hugetlb owner gives back its unused reservations. Unlinking for a merge
+  // never reaches a hugetlb VMA (can_merge).
+  if (is_vm_hugetlb_page(it->second)) hugetlb_vm_op_close(kernel_, it->second);
   if (it->second.file != nullptr) {
     if (AddressSpace* mapping = it->second.file->mapping()) mapping->i_mmap_unlink(this);
   }

@@ -6,6 +6,7 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -77,6 +78,10 @@ Status Mm::mprotect_fixup_locked(VmaMap::iterator it, VirtAddr start, VirtAddr e
 }
 
 void Mm::change_protection_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
+  if (is_vm_hugetlb_page(vma)) {
+    hugetlb_change_protection(*this, vma, start, end);  // change_protection's hugetlb branch
+    return;
+  }
   const arch::EntryCodec& codec = kernel_.codec();
   const arch::SoftleafFormat fmt = codec.format();
   // Bits of the old entry that survive a protection change (pte_modify keeps

@@ -46,6 +46,10 @@ Result<VirtAddr> Mm::mremap(VirtAddr addr, uint64_t old_len_in, uint64_t new_len
   WriteLocker guard(mmap_lock_);
   const Vma* vma = vma_lookup(addr);
   if (vma == nullptr) return make_error(Errno::kEFAULT, "mremap: nothing is mapped at {}", addr);
+  // The kernel moves and shrinks hugetlb mappings at huge-page granularity (and never grows
+  // them); dpmm does not model moving them at all (docs/mm.md).
+  if (has(vma->flags, VmFlags::kHugetlb))
+    return make_error(Errno::kEINVAL, "mremap of a hugetlb mapping at {} is not modelled", addr);
   if (old_len == 0 && !has_any(vma->flags, VmFlags::kShared | VmFlags::kMayShare))
     return make_error(Errno::kEINVAL, "mremap of length 0 of a private mapping at {}", addr);
 

@@ -26,6 +26,7 @@ namespace dpmm::mm {
 
 class File;
 class Mm;
+struct HugetlbResvMap;
 
 // struct anon_vma, as a tree that follows fork (rmap.h): a VMA's anon_vma is created by
 // anon_vma_prepare (no parent) or by fork (parent: the anon_vma of the VMA it was copied
@@ -45,13 +46,16 @@ struct Vma {
   arch::Prot page_prot = arch::Prot::kProtNone;  // vm_page_prot
   uint64_t pgoff = 0;                            // vm_pgoff
   std::shared_ptr<File> file;                    // vm_file (get_file on copy)
+  // A private hugetlb mapping's reservation map, set on the VMA that made the reservation
+  // (HPAGE_RESV_OWNER; hugetlb.h). Pieces split from it share it; a fork child has none.
+  std::shared_ptr<HugetlbResvMap> resv_map;
 
   Vma() = default;
   Vma(VirtAddr s, VirtAddr e, VmFlags f, uint64_t off)
       : start(s), end(e), flags(f), page_prot(vm_get_page_prot(f)), pgoff(off) {}
   Vma(const Vma& o)
       : start(o.start), end(o.end), flags(o.flags), page_prot(o.page_prot), pgoff(o.pgoff),
-        file(o.file), anon_vma_(o.anon_vma()) {}
+        file(o.file), resv_map(o.resv_map), anon_vma_(o.anon_vma()) {}
   Vma& operator=(const Vma& o) {
     start = o.start;
     end = o.end;
@@ -59,6 +63,7 @@ struct Vma {
     page_prot = o.page_prot;
     pgoff = o.pgoff;
     file = o.file;
+    resv_map = o.resv_map;
     set_anon_vma(o.anon_vma());
     return *this;
   }

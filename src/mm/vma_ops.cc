@@ -4,6 +4,7 @@
 
 #include "mm/address_space.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -12,6 +13,8 @@ Result<Mm::VmaMap::iterator> Mm::split_vma_locked(VmaMap::iterator it, VirtAddr 
   Vma& lo = it->second;
   assert(addr > lo.start && addr < lo.end && "split_vma outside the VMA");
   assert(addr.is_page_aligned() && "split_vma at an unaligned address");
+  // vm_ops->may_split (hugetlb_vm_op_split) is asked before the map count.
+  if (is_vm_hugetlb_page(lo)) TRY(hugetlb_vm_op_split(kernel_, lo, addr));
   if (vmas_.size() >= kMaxMapCount)
     return make_error(Errno::kENOMEM, "splitting the VMA at {} would exceed max_map_count {}",
                       addr, kMaxMapCount);
@@ -30,6 +33,8 @@ Result<Mm::VmaMap::iterator> Mm::split_vma_locked(VmaMap::iterator it, VirtAddr 
 
 bool Mm::can_merge(const Vma& lo, const Vma& hi) {
   if (lo.end != hi.start || lo.flags != hi.flags || lo.file != hi.file) return false;
+  // Hugetlb VMAs carry VM_DONTEXPAND, part of VM_SPECIAL, which vma_merge refuses.
+  if (is_vm_hugetlb_page(lo)) return false;
   if (hi.pgoff != lo.pgoff + (lo.size() >> kPageShift)) return false;
   // is_mergeable_anon_vma: the same anon_vma, or one side has none yet.
   return lo.anon_vma() == nullptr || hi.anon_vma() == nullptr || lo.anon_vma() == hi.anon_vma();

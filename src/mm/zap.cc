@@ -9,6 +9,7 @@
 #include "mm/device_private.h"
 #include "mm/file_rmap.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -71,6 +72,11 @@ void zap_nonpresent(Mm& mm, const arch::Softleaf leaf, MmuGather& tlb) {
 
 void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb) {
   assert(start >= vma.start && end <= vma.end && "zap outside the VMA");
+  if (is_vm_hugetlb_page(vma)) {
+    // unmap_single_vma -> __unmap_hugepage_range: whole huge pages only.
+    unmap_hugepage_range(*this, vma, start, end, tlb);
+    return;
+  }
   const arch::EntryCodec& codec = kernel_.codec();
   constexpr uint64_t kPmdSpan = uint64_t{1} << kPmdShift;
   for (VirtAddr a = start; a < end;) {

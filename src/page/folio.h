@@ -61,6 +61,8 @@ class Folio {
 
   // ---- mapping ----
   bool is_anon() const { return (head_->mapping_word() & kFolioMappingAnon) != 0; }  // folio_test_anon
+  // folio_test_hugetlb: the head carries PGTY_hugetlb.
+  bool is_hugetlb() const { return head_->has_type(PageType::kHugetlb); }
   uint64_t mapping_word() const { return head_->mapping_word(); }
   void set_mapping_word(uint64_t w) const { head_->set_mapping_word(w); }
   uint64_t index() const { return head_->index(); }

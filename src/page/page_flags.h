@@ -88,7 +88,9 @@ inline constexpr uint64_t kFolioOrderMask = 0xff;
 // Page types live in the top byte of page->page_type, which shares storage with _mapcount; a
 // page with a type has no mapcount (include/linux/page-flags.h, enum pagetype).
 enum class PageType : uint8_t {
-  kBuddy = 0xf0,  // PGTY_buddy: a free block in the buddy allocator; order in `private`
+  kBuddy = 0xf0,    // PGTY_buddy: a free block in the buddy allocator; order in `private`
+  kHugetlb = 0xf4,  // PGTY_hugetlb: head page of a hugetlb folio (mm/hstate.h), in use or in
+                    // the pool; its mappings are counted by the folio's entire mapcount only
 };
 inline constexpr unsigned kPageTypeShift = 24;
 // page_type value of a page with no type: all ones, i.e. _mapcount == -1.

@@ -320,7 +320,7 @@ TEST_P(hmm, anon_write_huge) {
 
 // anon_write_hugetlbfs: the device writes a hugetlbfs page.
 TEST_P(hmm, anon_write_hugetlbfs) {
-  if (!hugetlb_free_default_pages()) GTEST_SKIP() << "Not enough huge pages";
+  if (!hugetlb_free_default_pages(proc())) GTEST_SKIP() << "Not enough huge pages";
 
   const uint64_t size = align_up(kTwoMeg, default_huge_page_size());
   const uint64_t npages = size >> page_shift_;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/bits.h"
+#include "mm/hstate.h"
 #include "phys/builtin_machines.h"
 
 namespace dpmm::hmm_selftest {
@@ -292,10 +293,14 @@ uint64_t read_pmd_pagesize(ModelProcess& p) {
   return p.process().kernel().arch().pmd_size();
 }
 
-uint64_t hugetlb_free_default_pages() {
-  // dpmm has no hugetlb pool (docs/hmm-selftests.md): HugePages_Free is 0, and
-  // hugetlb_setup_default(1) cannot raise it.
-  return 0;
+uint64_t hugetlb_free_default_pages(ModelProcess& p) {
+  return p.process().kernel().hugetlb_meminfo().free;
+}
+
+void hugetlb_setup_default(mm::Kernel& kernel, uint64_t nr) {
+  const mm::HugetlbMeminfo m = kernel.hugetlb_meminfo();
+  if (m.free >= nr) return;
+  kernel.set_nr_hugepages(m.total + (nr - m.free));
 }
 
 uint64_t default_huge_page_size() { return kTwoMeg; }
@@ -376,6 +381,9 @@ Result<std::unique_ptr<HmmEnv>> HmmEnv::create(devmem::Design design) {
   if (spm.is_ok()) options.coherent_ranges = {spm.value()[0], spm.value()[1]};
   env->dk_ = TRY(migrate::DeviceKernel::create(std::move(machine), design, std::move(options)));
   env->driver_ = TRY(dmirror::DmirrorDriver::create(*env->dk_));
+  // HUGETLB_SETUP_DEFAULT_PAGES(1): the selftest's constructor makes one default-size huge
+  // page available; each test's machine is fresh, so it runs for each.
+  hugetlb_setup_default(env->dk_->kernel(), 1);
   std::unique_ptr<mm::Process> p = TRY(mm::Process::create(env->dk_->kernel()));
   env->process_ = std::make_unique<ModelProcess>(*env->dk_, *env->driver_, std::move(p));
   return env;

@@ -252,8 +252,13 @@ void hmm_nanosleep(uint32_t n);
 
 // read_pmd_pagesize (vm_util.c): /sys/kernel/mm/transparent_hugepage/hpage_pmd_size.
 uint64_t read_pmd_pagesize(ModelProcess& p);
-// hugetlb_free_default_pages (hugepage_settings.c): free pages in the default hugetlb pool.
-uint64_t hugetlb_free_default_pages();
+// hugetlb_free_default_pages (hugepage_settings.c): HugePages_Free of the default hstate
+// (/proc/meminfo), read from the process's kernel.
+uint64_t hugetlb_free_default_pages(ModelProcess& p);
+// hugetlb_setup_default (hugepage_settings.c), run by HUGETLB_SETUP_DEFAULT_PAGES(1) before
+// the tests: raises nr_hugepages until `nr` default huge pages are free (as far as memory
+// allows).
+void hugetlb_setup_default(mm::Kernel& kernel, uint64_t nr);
 uint64_t default_huge_page_size();
 
 // ---- CPU access: the test's `ptr[i]` through the model's MMU ----

@@ -300,7 +300,7 @@ TEST_P(hmm2, snapshot) {
 
 // compound: a snapshot of a hugetlbfs page reports PMD (or PUD) mapped pages.
 TEST_P(hmm, compound) {
-  if (!hugetlb_free_default_pages()) GTEST_SKIP() << "Not enough huge pages";
+  if (!hugetlb_free_default_pages(proc())) GTEST_SKIP() << "Not enough huge pages";
 
   const uint64_t size = align_up(kTwoMeg, default_huge_page_size());
   const uint64_t npages = size >> page_shift_;
