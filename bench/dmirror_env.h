@@ -3,9 +3,12 @@
 // benchmarks drive. Device memory goes through the real layers (migrate_vma, the CPU fault
 // path, hmm_range_fault) under one design.
 //
-// The machine is small on purpose (x86_64, 46-bit physical, KASLR off, 2 GiB of RAM at
-// 4 GiB): big enough for the selftest's largest buffer (256 MiB) plus the system pages that
-// back the device's pages, small enough that its memmap (32 MiB) costs nothing to build. Its
+// The machine is small on purpose (x86_64, 46-bit physical, KASLR off, RAM at 4 GiB): 2 GiB
+// for 4 KiB-page runs, big enough for the selftest's largest buffer (256 MiB) plus the system
+// pages that back the device's pages, small enough that its memmap (32 MiB) costs nothing to
+// build. THP runs get their own machine with 8 GiB: dpmm has no compaction (nor does a THP
+// fault here try it), so after many migrations of 4 KiB pages, whose backing pages are
+// allocated and freed one at a time, a 2 GiB machine no longer has 128 free 2 MiB blocks. Its
 // RAM is initialised up front (DeferredInit::kNo), so no benchmark pays for deferred init.
 //
 // Order of teardown (dmirror.h): the file, then the process, then the driver, then the
@@ -17,6 +20,8 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+
+#include <fmt/format.h>
 
 #include "base/result.h"
 #include "devmem/design.h"
@@ -41,17 +46,12 @@ enum class FolioSize : int64_t { kBase = 0, kThp = 9 };
 
 class DmirrorEnv {
  public:
-  explicit DmirrorEnv(devmem::Design design) {
-    constexpr const char* kToml = R"(
-name = "bench-2g"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[ram]]
-start = "0x100000000"
-size = "2GiB"
-)";
-    phys::Machine m = MUST(phys::parse_machine_toml(kToml, "bench-2g", ""), "bench machine");
+  DmirrorEnv(devmem::Design design, uint64_t ram_gib) {
+    const std::string toml = fmt::format(
+        "name = \"bench\"\narch = \"x86_64\"\nphys_bits = 46\nkaslr = false\n"
+        "[[ram]]\nstart = \"0x100000000\"\nsize = \"{}GiB\"\n",
+        ram_gib);
+    phys::Machine m = MUST(phys::parse_machine_toml(toml, "bench", ""), "bench machine");
     migrate::DeviceKernelOptions o;
     o.deferred_init = page::DeferredInit::kNo;
     dk_ = MUST(migrate::DeviceKernel::create(std::move(m), design, o), "device kernel");
@@ -82,7 +82,7 @@ size = "2GiB"
     return a;
   }
   // As map_touched, but 2 MiB-aligned with MADV_HUGEPAGE (the selftest's ALIGN + madvise),
-  // so every 2 MiB is a PMD-mapped THP; aborts if one is not (a benchmark of THPs that
+  // so every whole 2 MiB is a PMD-mapped THP; aborts if one is not (a benchmark of THPs that
   // measured 4 KiB pages would be a wrong number, not a slow one).
   VirtAddr map_thp_touched(uint64_t bytes) {
     const uint64_t slop = mm::kHpagePmdSize;
@@ -94,7 +94,9 @@ size = "2GiB"
     }
     MUST(process_->madvise(a, bytes, mm::Madvise::kHugePage), "MADV_HUGEPAGE");
     MUST(process_->fill(a, bytes, std::byte{0x5a}), "touch every page");
-    if (pmd_level_fraction(a, bytes) != 1.0) {
+    // A buffer under 2 MiB holds no THP (the selftest's smaller sizes, which it runs with
+    // use_thp too): it is 4 KiB pages, as in the kernel.
+    if (bytes >= mm::kHpagePmdSize && pmd_level_fraction(a, bytes) != 1.0) {
       std::fprintf(stderr, "bench: a 2 MiB-aligned MADV_HUGEPAGE buffer is not all THP\n");
       std::abort();
     }
@@ -102,13 +104,13 @@ size = "2GiB"
   }
   void unmap(VirtAddr a, uint64_t bytes) { MUST(process_->munmap(a, bytes), "munmap"); }
 
-  // The fraction of the 2 MiB steps of [a, a + bytes) mapped at PMD level: a PMD leaf (a THP)
-  // or a PMD-level swap entry (a device-private or migration entry for a whole THP), rather
-  // than a PTE table.
+  // The fraction of the whole 2 MiB steps of [a, a + bytes) (a 2 MiB-aligned) mapped at PMD
+  // level: a PMD leaf (a THP) or a PMD-level swap entry (a device-private or migration entry
+  // for a whole THP), rather than a PTE table. 0 for a buffer under 2 MiB.
   double pmd_level_fraction(VirtAddr a, uint64_t bytes) {
     uint64_t steps = 0;
     uint64_t huge = 0;
-    for (VirtAddr v = a; v < a + bytes; v = v + mm::kHpagePmdSize, ++steps) {
+    for (VirtAddr v = a; v + mm::kHpagePmdSize <= a + bytes; v = v + mm::kHpagePmdSize, ++steps) {
       const std::optional<mm::EntrySlot> pmd = process_->mm().page_table().walk_pmd(v);
       if (!pmd) continue;
       const arch::DecodedEntry d =
@@ -150,12 +152,13 @@ size = "2GiB"
   std::unique_ptr<dmirror::DmirrorFile> file_;
 };
 
-// One environment per design, built on first use and kept for the whole run (building one
-// is not what any benchmark measures).
-inline DmirrorEnv& dmirror_env(devmem::Design design) {
-  static std::unique_ptr<DmirrorEnv> envs[3];
-  std::unique_ptr<DmirrorEnv>& e = envs[static_cast<size_t>(design)];
-  if (!e) e = std::make_unique<DmirrorEnv>(design);
+// One environment per design and folio size, built on first use and kept for the whole run
+// (building one is not what any benchmark measures).
+inline DmirrorEnv& dmirror_env(devmem::Design design, FolioSize folio = FolioSize::kBase) {
+  static std::unique_ptr<DmirrorEnv> envs[3][2];
+  const bool thp = folio == FolioSize::kThp;
+  std::unique_ptr<DmirrorEnv>& e = envs[static_cast<size_t>(design)][thp ? 1 : 0];
+  if (!e) e = std::make_unique<DmirrorEnv>(design, thp ? 8 : 2);
   return *e;
 }
 

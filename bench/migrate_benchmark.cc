@@ -98,7 +98,7 @@ void BM_Migrate(benchmark::State& state) {
   const Direction dir = static_cast<Direction>(state.range(2));
   const FolioSize folio = static_cast<FolioSize>(state.range(3));
   state.SetLabel(design_label(d));
-  DmirrorEnv& env = dmirror_env(d);
+  DmirrorEnv& env = dmirror_env(d, folio);
   if (folio == FolioSize::kThp) {
     migrate_thp(state, env, bytes, dir);
   } else {
@@ -173,7 +173,7 @@ void BM_FaultBack(benchmark::State& state) {
   const unsigned threads = static_cast<unsigned>(state.range(1));
   const FolioSize folio = static_cast<FolioSize>(state.range(2));
   state.SetLabel(design_label(d));
-  DmirrorEnv& env = dmirror_env(d);
+  DmirrorEnv& env = dmirror_env(d, folio);
   const uint64_t per_thread = kFaultPagesPerThread << kPageShift;
   const uint64_t bytes = per_thread * threads;
   HostBuffer mirror(bytes);

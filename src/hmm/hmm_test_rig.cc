@@ -8,25 +8,11 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "page/folio_lock.h"
-#include "phys/machine_toml.h"
+#include "phys/test_machine.h"
 
 namespace dpmm::hmm::testing {
-namespace {
-
-constexpr const char* kToml = R"(
-name = "hmm-test-x86"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[ram]]
-start = "0x100000000"
-size = "256MiB"
-)";
-
-}  // namespace
-
 HmmRig::HmmRig(devmem::Design design) : design_(design) {
-  phys::Machine m = MUST(phys::parse_machine_toml(kToml, "hmm-test", ""), "test machine parses");
+  phys::Machine m = phys::testing::small_machine("hmm-test", arch::ArchKind::kX86_64, 256);
   mm::KernelOptions o;
   o.numbering = devmem::swap_numbering_kind(design);
   o.deferred_init = page::DeferredInit::kNo;

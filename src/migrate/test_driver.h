@@ -20,7 +20,7 @@
 #include "mm/fault.h"
 #include "mm/process.h"
 #include "page/folio_lock.h"
-#include "phys/machine_toml.h"
+#include "phys/test_machine.h"
 
 namespace dpmm::migrate::testing {
 
@@ -30,16 +30,7 @@ inline constexpr uint64_t kCoherentBytes = uint64_t{256} << 20;
 
 // x86_64, 256 MiB of RAM at 4 GiB, 46-bit physical space, no KASLR (as mm's test machine).
 inline std::unique_ptr<DeviceKernel> make_device_kernel(devmem::Design design) {
-  constexpr const char* kToml = R"(
-name = "migrate-test"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[ram]]
-start = "0x100000000"
-size = "256MiB"
-)";
-  phys::Machine m = MUST(phys::parse_machine_toml(kToml, "migrate-test", ""), "test machine");
+  phys::Machine m = phys::testing::small_machine("migrate-test", arch::ArchKind::kX86_64, 256);
   DeviceKernelOptions o;
   o.deferred_init = page::DeferredInit::kNo;
   o.coherent_ranges = {phys::PhysRange{PhysAddr(kCoherentBase),

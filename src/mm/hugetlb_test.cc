@@ -14,7 +14,7 @@
 #include "mm/pagemap.h"
 #include "mm/process.h"
 #include "mm/test_machine.h"
-#include "phys/machine_toml.h"
+#include "phys/test_machine.h"
 
 namespace dpmm::mm {
 namespace {
@@ -414,31 +414,25 @@ TEST_P(HugetlbTest, ExitReturnsEveryFolioAndReservation) {
 // hugepages= at boot (KernelOptions::nr_hugepages) fills the pool before anything runs; the
 // Kernel hands the pool back to the buddy when it goes.
 TEST(HugetlbBootTest, NrHugepagesOptionFillsThePoolAtCreation) {
-  constexpr const char* kToml = R"(
-name = "hugetlb-boot"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[ram]]
-start = "0x100000000"
-size = "64MiB"
-)";
+  const auto machine = [] {
+    return phys::testing::small_machine("hugetlb-boot", arch::ArchKind::kX86_64, 64);
+  };
   KernelOptions options;
   options.deferred_init = page::DeferredInit::kNo;
   const uint64_t plain_free = [&] {
-    auto k = Kernel::create(phys::parse_machine_toml(kToml, "t", "").value(), options).value();
+    auto k = Kernel::create(machine(), options).value();
     EXPECT_EQ(k->hugetlb_meminfo().total, 0u) << "no pool by default";
     return k->nr_free_pages();
   }();
   options.nr_hugepages = 5;
-  auto k = Kernel::create(phys::parse_machine_toml(kToml, "t", "").value(), options).value();
+  auto k = Kernel::create(machine(), options).value();
   const HugetlbMeminfo m = k->hugetlb_meminfo();
   EXPECT_EQ(m.total, 5u);
   EXPECT_EQ(m.free, 5u);
   EXPECT_EQ(k->nr_free_pages(), plain_free - 5 * kNr);
   // 64 MiB cannot hold 100 huge pages: the pool gets what the buddy has, fewer than 32.
   options.nr_hugepages = 100;
-  auto small = Kernel::create(phys::parse_machine_toml(kToml, "t", "").value(), options).value();
+  auto small = Kernel::create(machine(), options).value();
   EXPECT_GT(small->hugetlb_meminfo().total, 5u);
   EXPECT_LT(small->hugetlb_meminfo().total, 32u);
 }

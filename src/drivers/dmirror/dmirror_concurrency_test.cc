@@ -15,25 +15,12 @@
 #include "drivers/dmirror/dmirror.h"
 #include "migrate/device_kernel.h"
 #include "mm/process.h"
-#include "phys/machine_toml.h"
+#include "phys/test_machine.h"
 
 namespace dpmm::dmirror {
 namespace {
 
 using devmem::Design;
-
-constexpr const char* kMachineToml = R"(
-name = "dmirror-concurrency"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[reserved]]
-start = "0x0"
-size = "4GiB"
-[[ram]]
-start = "0x100000000"
-size = "512MiB"
-)";
 
 std::string design_param_name(const ::testing::TestParamInfo<Design>& p) {
   std::string n(devmem::design_name(p.param));
@@ -51,8 +38,8 @@ TEST_P(DmirrorConcurrency, CpuStoresSurviveConcurrentMigration) {
   constexpr uint64_t kPages = 64;
   constexpr uint64_t kOwned = 32;
   constexpr int kRounds = 60;
-  phys::Machine m = MUST(phys::parse_machine_toml(kMachineToml, "dmirror-concurrency", ""),
-                         "machine");
+  phys::Machine m = phys::testing::small_machine("dmirror-concurrency", arch::ArchKind::kX86_64,
+                                                 512, phys::testing::ReserveLow::kYes);
   auto dk = MUST(migrate::DeviceKernel::create(std::move(m), GetParam()), "device kernel");
   auto proc = MUST(mm::Process::create(dk->kernel()), "process");
   auto drv = MUST(DmirrorDriver::create(*dk), "driver");

@@ -18,7 +18,7 @@
 #include "mm/pagemap.h"
 #include "mm/process.h"
 #include "page/folio.h"
-#include "phys/machine_toml.h"
+#include "phys/test_machine.h"
 
 namespace dpmm::dmirror {
 namespace {
@@ -28,19 +28,6 @@ using mm::MmapProt;
 
 // x86_64 with 512 MiB of RAM above 4 GiB; the low 4 GiB reserved, so the special-purpose
 // memory for the coherent devices lands right above RAM.
-constexpr const char* kMachineToml = R"(
-name = "dmirror-test"
-arch = "x86_64"
-phys_bits = 46
-kaslr = false
-[[reserved]]
-start = "0x0"
-size = "4GiB"
-[[ram]]
-start = "0x100000000"
-size = "512MiB"
-)";
-
 constexpr uint64_t kChunkPages = kDevmemChunkSize >> kPageShift;
 
 std::string design_param_name(const ::testing::TestParamInfo<Design>& p) {
@@ -50,7 +37,8 @@ std::string design_param_name(const ::testing::TestParamInfo<Design>& p) {
 }
 
 phys::Machine test_machine() {
-  return MUST(phys::parse_machine_toml(kMachineToml, "dmirror-test", ""), "test machine");
+  return phys::testing::small_machine("dmirror-test", arch::ArchKind::kX86_64, 512,
+                                      phys::testing::ReserveLow::kYes);
 }
 
 class DmirrorTest : public ::testing::TestWithParam<Design> {
