@@ -163,7 +163,7 @@ if [[ ${DPMM_BENCH_PROFILE:-1} != 0 ]] && perf stat -e instructions true >/dev/n
     'Dmirror::migrate_to_system'
   profile fault-back migrate_benchmark 'BM_FaultBack/design:1/threads:1/order:0' 'cpu_read_u64'
   profile fault-back-2 migrate_benchmark 'BM_FaultBack/design:1/threads:2/order:0' 'cpu_read_u64'
-  profile register devmem_benchmark 'BM_Register/design:0/GiB:64' 'register_pagemap'
+  profile register devmem_benchmark 'BM_Register/design:0/GiB:256' 'register_pagemap'
   echo "profiles: $out_dir/profile-*.txt"
 fi
 
