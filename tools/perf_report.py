@@ -494,7 +494,9 @@ plot '{legacy_s2d}' w lp t 'legacy s→d', '{legacy_d2s}' w lp t 'legacy d→s',
             "of fresh memory (mmap + memset), measured in the same iterations; \"÷ zero-fill\" "
             "is the fastest registration over the fastest zero-fill (the iterations least "
             "disturbed by other work on the machine), \"÷ (means)\" the ratio of the means. "
-            "ms is the mean. A dpas page "
+            "An untimed zero-fill of the same size runs first, so neither side pays a virtual "
+            "machine's first touch of memory its hypervisor has not backed yet (at 256 GiB "
+            "that alone once doubled the registration's time). ms is the mean. A dpas page "
             "array is capped just under 128 GiB by kvzalloc's INT_MAX, so dpas registers "
             "256 GiB as 4 pagemaps of 64 GiB.\n")
         rows = []
