@@ -56,6 +56,11 @@ DecodedEntry EntryCodec::decode(EntryLevel level, uint64_t word) const {
   });
 }
 
+std::optional<Pfn> EntryCodec::table_pfn(uint64_t word) const {
+  return arch() == ArchKind::kX86_64 ? x86::Pmd::from_raw(word).table_pfn()
+                                      : arm64::Pmd::from_raw(word).table_pfn();
+}
+
 Softleaf EntryCodec::softleaf_from(EntryLevel level, uint64_t word) const {
   return with_word_class(arch(), level, [&](auto* tag) {
     using Word = std::remove_pointer_t<decltype(tag)>;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "arch/arch.h"
 #include "arch/decoded_entry.h"
@@ -38,6 +39,9 @@ class EntryCodec {
 
   // Never fails: any 64-bit word decodes.
   DecodedEntry decode(EntryLevel level, uint64_t word) const;
+  // The table a PMD (or upper-level) word points at: decode(kPmd, word).pfn when that is a
+  // kTable, else nullopt; the walk's fast path, a few bit operations.
+  std::optional<Pfn> table_pfn(uint64_t word) const;
   // softleaf_from_pte / softleaf_from_pmd: none unless the word is a swap entry.
   Softleaf softleaf_from(EntryLevel level, uint64_t word) const;
   // Ok when the kernel could have written this word at this level; EINVAL with the reason.

@@ -127,6 +127,26 @@ RC_GTEST_PROP(EntryCodec, TableRoundTrips, ()) {
   RC_ASSERT(d.kind == DecodedEntry::Kind::kTable);
   RC_ASSERT(d.pfn == Pfn(pfn));
   RC_ASSERT(c.validate(EntryLevel::kPmd, word).is_ok());
+  RC_ASSERT(c.table_pfn(word) == std::optional<Pfn>(Pfn(pfn)));
+}
+
+// table_pfn, the walk's fast path, answers exactly what decode's kTable case does, for any
+// word: random ones, and every table, leaf, swap and none word the codecs build (a table word
+// with one bit flipped covers the boundary between table and leaf).
+RC_GTEST_PROP(EntryCodec, TablePfnAgreesWithDecode, (uint64_t word)) {
+  const auto expected = [](const EntryCodec& c, uint64_t w) {
+    const DecodedEntry d = c.decode(EntryLevel::kPmd, w);
+    return d.kind == DecodedEntry::Kind::kTable ? std::optional<Pfn>(d.pfn) : std::nullopt;
+  };
+  for (const EntryCodec& c : all_codecs()) {
+    RC_ASSERT(c.table_pfn(word) == expected(c, word));
+    const uint64_t pfn = word & c.format().pfn_mask();
+    const uint64_t table = MUST(c.make_table(Pfn(pfn)), "pfn within limits");
+    const uint64_t flipped = table ^ (uint64_t{1} << *rc::gen::inRange(0, 64));
+    RC_ASSERT(c.table_pfn(table) == expected(c, table));
+    RC_ASSERT(c.table_pfn(flipped) == expected(c, flipped));
+    RC_ASSERT(!c.table_pfn(0).has_value());
+  }
 }
 
 // Any word decodes; a word that validates as a swap entry re-encodes to itself.

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "arch/decoded_entry.h"
 #include "arch/entry_bits.h"
@@ -111,6 +112,13 @@ class Pmd {
   Softleaf to_softleaf(SoftleafFormat f) const;  // softleaf_from_pmd
   DecodedEntry decode(SoftleafFormat f) const;
   Status validate(SoftleafFormat f) const;
+  // The page of PTEs a table descriptor (valid, bit 1 set) points at; nullopt for any other
+  // word. Exactly decode()'s kTable case, without building a DecodedEntry: the page-table
+  // walk's fast path.
+  constexpr std::optional<Pfn> table_pfn() const {
+    if ((val_ & (kValid | kTableBit)) != (kValid | kTableBit)) return std::nullopt;
+    return Pfn((val_ & kAddrMask) >> kPageShift);
+  }
   constexpr bool operator==(const Pmd&) const = default;
 
  private:

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "arch/decoded_entry.h"
 #include "arch/entry_bits.h"
@@ -119,6 +120,13 @@ class Pmd {
   Softleaf to_softleaf(SoftleafFormat f) const;  // softleaf_from_pmd
   DecodedEntry decode(SoftleafFormat f) const;
   Status validate(SoftleafFormat f) const;
+  // The page of PTEs a table entry (present, not PSE) points at; nullopt for any other word.
+  // Exactly decode()'s kTable case, without building a DecodedEntry: the page-table walk's
+  // fast path.
+  constexpr std::optional<Pfn> table_pfn() const {
+    if ((val_ & (kPresent | kPse)) != kPresent) return std::nullopt;
+    return Pfn((val_ & kPfnMask) >> kPageShift);
+  }
   constexpr bool operator==(const Pmd&) const = default;
 
  private:

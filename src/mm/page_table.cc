@@ -46,9 +46,7 @@ EntrySlot PageTable::slot(Pfn table, unsigned index) const {
 }
 
 std::optional<Pfn> PageTable::table_of(uint64_t word) const {
-  const arch::DecodedEntry d = kernel_.codec().decode(arch::EntryLevel::kPmd, word);
-  if (d.kind != arch::DecodedEntry::Kind::kTable) return std::nullopt;
-  return d.pfn;
+  return kernel_.codec().table_pfn(word);
 }
 
 EntrySlot PageTable::pgd_offset(VirtAddr addr) const {
