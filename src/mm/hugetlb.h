@@ -26,8 +26,9 @@
 //   split    a VMA may be cut only at huge-page boundaries (hugetlb_vm_op_split): munmap and
 //            mprotect of a range that cuts a huge page fail with EINVAL.
 // GUP, pagemap, CPU access and the rmap walk read the PMD leaves as they read a THP's; GUP
-// never splits one (follow_huge_pmd); hmm_range_fault has its hugetlb_entry walk. migrate_vma_setup refuses hugetlb VMAs
-// (EINVAL) and make_device_exclusive refuses hugetlb folios (EOPNOTSUPP), as the kernel.
+// never splits one (follow_huge_pmd); hmm_range_fault has its hugetlb_entry walk.
+// migrate_vma_setup refuses hugetlb VMAs (EINVAL) and make_device_exclusive refuses hugetlb
+// folios (EOPNOTSUPP), as the kernel does.
 //
 // Not modelled (docs/mm.md): hugetlbfs files and MAP_SHARED hugetlb mappings, sizes other than
 // the PMD-sized default, surplus pages and overcommit, PMD sharing, mremap of hugetlb VMAs,
