@@ -84,8 +84,9 @@ class MmuIntervalNotifier {
 
   // mmu_interval_notifier_insert: subscribe to [start, start + length) of `mm`. Takes mmap_lock
   // for write only the first time an mm gets a subscription (mmu_notifier_register(NULL, mm)),
-  // as the kernel does; later inserts take no mmap_lock. When an invalidation is in progress the subscription joins the tree at its
-  // end; callers must use read_begin / read_retry before trusting any reading anyway.
+  // as the kernel does; later inserts take no mmap_lock. When an invalidation is in progress
+  // the subscription joins the tree at its end; callers must use read_begin / read_retry
+  // before trusting any reading anyway.
   //   EOVERFLOW  length 0, or start + length - 1 overflows (the kernel's check_add_overflow)
   //   EINVAL     the mm is exiting (mm_users is zero), or this notifier is already inserted
   Status insert(mm::Mm& mm, VirtAddr start, uint64_t length, MmuIntervalNotifierOps& ops)
