@@ -1,42 +1,17 @@
 // dpmm bench, run as a user would, on a tiny configuration: what it prints (text and JSON),
 // how it exits, and its bad-input errors. No time is asserted: only that the runs happened,
 // verified their bytes and counted what they registered.
-#include <sys/wait.h>
-
-#include <cstdio>
-#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_runner.h"
+
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `dpmm ARGS` through the shell, capturing stdout and stderr separately.
-CliRun dpmm(const std::string& args) {
-  static int counter = 0;
-  const std::string err_path = testing::TempDir() + "dpmm_bench_err_" +
-                               std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  const std::string cmd = std::string(DPMM_BINARY) + " " + args + " 2>" + err_path;
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_path.c_str());
-  return r;
-}
+using dpmm::cli::testing::CliRun;
+using dpmm::cli::testing::dpmm;
 
 int line_count(const std::string& s) {
   int n = 0;

@@ -1,42 +1,16 @@
 // Runs the dpmm binary as a user would and checks what it prints and how it exits.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_runner.h"
+
 namespace {
 
-struct CliRun {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `dpmm ARGS` through the shell, capturing stdout and stderr separately.
-CliRun dpmm(const std::string& args, const std::string& stdin_file = "") {
-  static int counter = 0;
-  const std::string err_path =
-      testing::TempDir() + "dpmm_cli_err_" + std::to_string(::getpid()) + "_" +
-      std::to_string(counter++);
-  std::string cmd = std::string(DPMM_BINARY) + " " + args + " 2>" + err_path;
-  if (!stdin_file.empty()) cmd += " <" + stdin_file;
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_path.c_str());
-  return r;
-}
+using dpmm::cli::testing::CliRun;
+using dpmm::cli::testing::dpmm;
 
 std::string write_temp(const std::string& name, const std::string& text) {
   const std::string path = testing::TempDir() + name;
