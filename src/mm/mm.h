@@ -282,6 +282,10 @@ class Mm {
   Result<VirtAddr> mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
                                       uint64_t pgoff, std::shared_ptr<File> file,
                                       MmapFlags flags) REQUIRES(mmap_lock_);
+  // mmap_region's first step, shared by both: MAP_FIXED_NOREPLACE's EEXIST when [start, end)
+  // is not free, else the unmap of whatever MAP_FIXED replaces; ENOMEM past max_map_count.
+  Status mmap_clear_range_locked(VirtAddr start, VirtAddr end, MmapFlags flags)
+      REQUIRES(mmap_lock_);
   // mmap_region for a private anonymous hugetlb mapping at a free or MAP_FIXED range: makes
   // the reservation, links the VMA (never merged). ENOMEM: no reservation; map count.
   Result<VirtAddr> mmap_hugetlb_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,

@@ -164,10 +164,7 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
   return mmap_region_locked(start, len, vm_flags, pgoff, std::move(file), flags);
 }
 
-Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
-                                        uint64_t pgoff, std::shared_ptr<File> file,
-                                        MmapFlags flags) {
-  const VirtAddr end = start + len;
+Status Mm::mmap_clear_range_locked(VirtAddr start, VirtAddr end, MmapFlags flags) {
   if (has(flags, MmapFlags::kFixedNoreplace) && !range_free_locked(start, end))
     return make_error(Errno::kEEXIST, "MAP_FIXED_NOREPLACE: [{}, {}) overlaps a mapping", start,
                       end);
@@ -175,6 +172,14 @@ Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm
   if (!range_free_locked(start, end)) TRY(do_munmap_locked(start, end));
   if (vmas_.size() >= kMaxMapCount)
     return make_error(Errno::kENOMEM, "more than max_map_count ({}) mappings", kMaxMapCount);
+  return ok();
+}
+
+Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
+                                        uint64_t pgoff, std::shared_ptr<File> file,
+                                        MmapFlags flags) {
+  const VirtAddr end = start + len;
+  TRY(mmap_clear_range_locked(start, end, flags));
 
   Vma vma(start, end, vm_flags, pgoff);
   if (file != nullptr) {
@@ -212,12 +217,7 @@ Result<VirtAddr> Mm::mmap_region_locked(VirtAddr start, uint64_t len, VmFlags vm
 Result<VirtAddr> Mm::mmap_hugetlb_region_locked(VirtAddr start, uint64_t len, VmFlags vm_flags,
                                                 MmapFlags flags) {
   const VirtAddr end = start + len;
-  if (has(flags, MmapFlags::kFixedNoreplace) && !range_free_locked(start, end))
-    return make_error(Errno::kEEXIST, "MAP_FIXED_NOREPLACE: [{}, {}) overlaps a mapping", start,
-                      end);
-  if (!range_free_locked(start, end)) TRY(do_munmap_locked(start, end));
-  if (vmas_.size() >= kMaxMapCount)
-    return make_error(Errno::kENOMEM, "more than max_map_count ({}) mappings", kMaxMapCount);
+  TRY(mmap_clear_range_locked(start, end, flags));
   Vma vma(start, end, vm_flags, 0);
   // hugetlb_reserve_pages (ENOMEM when the pool cannot promise every huge page).
   vma.resv_map = TRY(hugetlb_reserve_pages(kernel_, len / kernel_.hstate().size(), vm_flags));
