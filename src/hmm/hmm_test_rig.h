@@ -40,6 +40,9 @@ class HmmRig final : public mm::DevicePrivateFaultHandler {
   // mm::DevicePrivateFaultHandler
   page::Page* softleaf_to_page(arch::Softleaf entry) override;
   mm::FaultResult migrate_to_ram(mm::VmFault& vmf) override;
+  void folio_split(page::Folio orig, std::optional<page::Folio> tail) override {
+    devmem::zone_device_private_split_cb(orig, tail);
+  }
 
  private:
   devmem::Design design_;

@@ -445,13 +445,38 @@ struct Collector {
     mm::split_huge_pmd(mm, *args.vma, pmd, addr);
     if (head == nullptr) return;  // the huge zero folio
     Folio folio = page::page_folio(head);
-    if (!page::folio_try_get(folio)) return;
+    split_collected_folio(folio);
+  }
+
+  // migrate_vma_split_folio: split_folio under the folio lock; the fault folio is already
+  // locked and referenced by the fault path, whose reference serves as the caller's.
+  void split_collected_folio(Folio folio) {
     const bool is_fault = fault_folio == folio.head();
-    if (is_fault || page::folio_trylock(folio)) {
+    if (is_fault) {
       (void)mm::split_folio(k, folio);
-      if (!is_fault) page::folio_unlock(folio);
+      return;
+    }
+    if (!page::folio_try_get(folio)) return;
+    if (page::folio_trylock(folio)) {
+      (void)mm::split_folio(k, folio);
+      page::folio_unlock(folio);
     }
     page::folio_put(folio);
+  }
+
+  // migrate_vma_collect_huge_pmd for a device-private PMD (a device THP) without
+  // SELECT_COMPOUND: one of the caller's (SELECT_DEVICE_PRIVATE, its owner) is split, the
+  // PMD into 512 device-private PTEs, then the folio (zone_device_private_split_cb gives the
+  // new folios their pagemap), and collected page by page; any other is skipped. False when
+  // skipped.
+  bool collect_split_device_pmd(mm::EntrySlot pmd, VirtAddr addr) {
+    const uint64_t word = pmd.load();
+    if (!has(args.flags, MigrateVmaSelect::kDevicePrivate)) return false;
+    Page* head = mm::device_private_pmd_page(k, mm::softleaf_from_pmd(k, word));
+    if (head == nullptr || devmem::page_pgmap(head)->owner() != args.pgmap_owner) return false;
+    mm::split_huge_pmd(mm, *args.vma, pmd, addr);
+    split_collected_folio(page::page_folio(head));
+    return true;
   }
 
   // The large-folio case of migrate_vma_collect_pmd (migrate_vma_split_folio, then rescan):
@@ -498,6 +523,10 @@ struct Collector {
         return;
       }
       collect_split_huge_pmd(pmd, start);
+    } else if (mm::pmd_is_device_private_entry(k, pmd.load()) &&
+               !collect_split_device_pmd(pmd, start)) {
+      for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
+      return;
     }
     if (!pt.pte_offset(pmd, start)) {
       // A PMD device-private or migration entry (device THP, not modelled): skip the range

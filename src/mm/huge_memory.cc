@@ -475,7 +475,16 @@ Status split_folio(Kernel& k, page::Folio folio) {
     const bool dirty = folio.test_flag(page::PageFlag::kDirty);
     const bool uptodate = folio.test_flag(page::PageFlag::kUptodate);
     const bool swapbacked = folio.test_flag(page::PageFlag::kSwapBacked);
+    const bool zone_device = head->is_zone_device();
     page::clear_compound_page(folio);
+    if (zone_device) {
+      // zone_device_private_split_cb: the new folios get their pagemap back before anything
+      // can free one.
+      DevicePrivateFaultHandler* h = k.device_private_handler();
+      assert(h != nullptr && "split of a device folio with no device-private handler");
+      for (uint64_t i = 1; i < nr; ++i) h->folio_split(folio, page::Folio(head + i));
+      h->folio_split(folio, std::nullopt);
+    }
     std::vector<page::Page*> unmapped;
     for (uint64_t i = 0; i < nr; ++i) {
       page::Page* p = head + i;

@@ -127,6 +127,8 @@ void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr);
 //   EBUSY   a PMD still maps it (split_huge_pmd first)
 //   EAGAIN  references beyond its mappings and the caller's (can_split_folio)
 //   EINVAL  not an anonymous large folio
+// A device-private folio (mapped by device-private PTEs) splits the same way; each new folio
+// gets its pagemap through DevicePrivateFaultHandler::folio_split.
 Status split_folio(Kernel& k, page::Folio folio) EXCLUDES(k.anon_vma_lock());
 
 // ---- whole-PMD operations (REQUIRES: mmap_lock held for write, or the anon_vma lock;
