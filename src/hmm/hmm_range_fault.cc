@@ -257,8 +257,9 @@ class HmmWalk {
       case DecodedEntry::Kind::kPresent:
         return handle_pmd(vma, start, end, d);
       case DecodedEntry::Kind::kSwap:
-        // TODO(device THP): PMD migration entries (wait, rewalk) and absent PMDs
-        // (hmm_vma_handle_absent_pmd: owned device-private THP) go here. mm makes none yet,
+        // hmm_vma_handle_absent_pmd: a device-private THP.
+        if (arch::softleaf_is_device_private(d.leaf)) return handle_absent_pmd(vma, start, end, d);
+        // TODO(device THP): PMD migration entries (wait, rewalk) go here. mm makes none yet,
         // so answer as the kernel's pmd_bad.
         if (range_need_fault(start, end, 0) != NeedFault::kNone) {
           return make_error(Errno::kEFAULT,
@@ -298,6 +299,34 @@ class HmmWalk {
       uint64_t& word = range_.hmm_pfns[index(addr)];
       word = (word & kHmmPfnInoutFlags) | pfn | cpu_flags;
     }
+    return WalkStep::kContinue;
+  }
+
+  // hmm_vma_handle_absent_pmd for a device-private PMD: the caller's own THP answers every
+  // page of [start, end) with consecutive indices (PFNs, or dpas offsets), VALID, WRITE when
+  // the entry is writable, and the order of the PMD; another owner's faults the range back
+  // when asked to (do_huge_pmd_device_private), else reports HMM_PFN_ERROR.
+  Result<WalkStep> handle_absent_pmd(const mm::Vma& vma, VirtAddr start, VirtAddr end,
+                                     const DecodedEntry& d) REQUIRES_SHARED(mm_.mmap_lock()) {
+    if (owned_device_private(d.leaf)) {
+      uint64_t cpu_flags = kHmmPfnValid | fmt_.order_bits(mm::kHpagePmdOrder);
+      if (arch::softleaf_is_device_private_write(d.leaf)) cpu_flags |= kHmmPfnWrite;
+      const arch::PfnOrOffset head =
+          MUST(arch::softleaf_to_pfn_or_offset(d.leaf), "device-private entries hold an index");
+      uint64_t i = mm::pt_index(mm::PtLevel::kPte, start);
+      for (VirtAddr addr = start; addr < end; addr += kPageSize, ++i) {
+        const arch::PfnOrOffset at =
+            head.is_pfn() ? arch::PfnOrOffset::of_pfn(Pfn(head.raw_index() + i))
+                          : arch::PfnOrOffset::of_offset(DevPrivOffset(head.raw_index() + i));
+        uint64_t& word = range_.hmm_pfns[index(addr)];
+        word = (word & kHmmPfnInoutFlags) |
+               MUST(fmt_.make_index(at), "the entry's numbering is the answer's") | cpu_flags;
+      }
+      return WalkStep::kContinue;
+    }
+    const NeedFault required = range_need_fault(start, end, 0);
+    if (required != NeedFault::kNone) return vma_fault(vma, start, end, required);
+    pfns_fill(start, end, kHmmPfnError);
     return WalkStep::kContinue;
   }
 

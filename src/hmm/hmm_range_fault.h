@@ -30,10 +30,10 @@
 // After a fault the walk restarts at the faulted address; answers below it stay, words at and
 // above it still hold requests (the kernel's hmm_vma_walk.last).
 //
-// PMD leaves (system THP) are answered by hmm_vma_handle_pmd (order 9). PMD swap entries are
-// not modelled yet (docs/hmm.md). TODO(device THP): PMD migration entries and
-// hmm_vma_handle_absent_pmd (owned device-private THP) plug in at walk_pmd in
-// hmm_range_fault.cc.
+// PMD leaves (system THP) are answered by hmm_vma_handle_pmd (order 9), device-private PMDs
+// (device THP) by hmm_vma_handle_absent_pmd: the caller's own with order 9, another owner's
+// faulted back on request (docs/hmm.md). TODO(device THP): PMD migration entries plug in at
+// walk_pmd in hmm_range_fault.cc.
 #pragma once
 
 #include <cstdint>

@@ -98,6 +98,48 @@ TEST_P(HmmRangeFaultTest, PmdLeavesAnswerOrder9) {
     EXPECT_EQ(w[i], (t.pfn.raw() + 100 + i) | kHmmPfnValid | kHmmPfnWrite | order9) << i;
 }
 
+// hmm_vma_handle_absent_pmd: a device-private THP of the caller answers every subpage with
+// its index and map order 9 (WRITE from the entry); another owner's is faulted back to RAM
+// through do_huge_pmd_device_private (migrate_to_ram with no PTE), which answers as a THP.
+TEST_P(HmmRangeFaultTest, DevicePrivatePmdAnswersOrder9OrFaultsBack) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  TestDevice big(*rig_, mm::kHpagePmdNr, "dev-thp");
+  const VirtAddr raw = MUST(proc_->mmap_anon(3 * kPmd, kRw), "mmap");
+  const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+  ASSERT_TRUE(proc_->madvise(a, kPmd, mm::Madvise::kHugePage).is_ok());
+  for (uint64_t i = 0; i < mm::kHpagePmdNr; ++i)
+    ASSERT_TRUE(proc_->write_u64(a + i * kPageSize + 8, 0xabc0000 + i).is_ok());
+  page::Page* dhead = big.plant_huge(*proc_, a, Writable::kYes);
+  page::Folio df = page::page_folio(dhead);
+  EXPECT_EQ(df.order().raw(), mm::kHpagePmdOrder);
+  EXPECT_EQ(df.ref_count(), 1);
+  EXPECT_EQ(df.entire_mapcount(), 1);
+  const uint64_t order9 = fmt().order_bits(mm::kHpagePmdOrder);
+  std::vector<uint64_t> w(8, 0);
+  ASSERT_TRUE(run(a + 200 * kPageSize, w, kHmmPfnReqFault | kHmmPfnReqWrite, 0, big.owner()).is_ok());
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], device_word(dhead + 200 + i, kHmmPfnValid | kHmmPfnWrite | order9)) << i;
+  EXPECT_EQ(fmt().map_order(w[0]), mm::kHpagePmdOrder);
+  EXPECT_EQ(big.migrate_to_ram_calls(), 0);
+  // Snapshot by another owner: HMM_PFN_ERROR, nothing faulted.
+  std::fill(w.begin(), w.end(), 0);
+  ASSERT_TRUE(run(a, w, 0, 0, dev_a_->owner()).is_ok());
+  for (uint64_t x : w) EXPECT_EQ(x, kHmmPfnError);
+  // A fault request by another owner brings the whole THP back.
+  std::fill(w.begin(), w.end(), 0);
+  ASSERT_TRUE(run(a + 8 * kPageSize, w, kHmmPfnReqFault, 0, dev_a_->owner()).is_ok());
+  EXPECT_EQ(big.migrate_to_ram_calls(), 1);
+  EXPECT_EQ(big.frees(), 1);
+  const arch::DecodedEntry t = rig_->kernel().codec().decode(
+      arch::EntryLevel::kPmd, mm().page_table().walk_pmd(a)->load());
+  ASSERT_EQ(t.kind, arch::DecodedEntry::Kind::kPresent);
+  for (uint64_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(w[i], (t.pfn.raw() + 8 + i) | kHmmPfnValid | kHmmPfnWrite | order9) << i;
+  for (uint64_t i = 0; i < mm::kHpagePmdNr; i += 31)
+    EXPECT_EQ(proc_->read_u64(a + i * kPageSize + 8).value(), 0xabc0000 + i) << i;
+  proc_.reset();
+}
+
 // hmm_vma_walk_hugetlb_entry: every page of a hugetlb page answers with huge_page_order (9);
 // a missing page faults through hugetlb_fault (read-only at first in a private mapping), a
 // write request through hugetlb_wp, which reuses the exclusive folio. make_device_exclusive

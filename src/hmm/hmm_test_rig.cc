@@ -2,11 +2,13 @@
 
 #include "hmm/hmm_test_rig.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "arch/decoded_entry.h"
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "page/folio_lock.h"
 #include "phys/test_machine.h"
 
@@ -105,6 +107,51 @@ page::Page* TestDevice::plant(mm::Process& p, VirtAddr addr, Writable w) {
   return dpage;
 }
 
+page::Page* TestDevice::plant_huge(mm::Process& p, VirtAddr addr, Writable w) {
+  mm::Mm& mm = p.mm();
+  mm::Kernel& k = rig_.kernel();
+  ReadLocker ml(mm.mmap_lock());
+  page::Page* dhead = MUST(rig_.dm().pfn_or_offset_to_page(pgmap_->range().index(0)),
+                           "a registered page resolves");
+  {
+    MutexLocker g(lock_);
+    for (uint64_t i = 0; i < mm::kHpagePmdNr; ++i) {
+      auto it = std::find(free_.begin(), free_.end(), dhead + i);
+      EXPECT_NE(it, free_.end()) << "plant_huge needs the device's first 512 pages free";
+      if (it != free_.end()) free_.erase(it);
+    }
+  }
+  page::Folio dfolio = MUST(devmem::zone_device_folio_init(dhead, *pgmap_, Order(mm::kHpagePmdOrder)),
+                            "512 free device pages initialise");
+  const mm::Vma* vma = mm.vma_lookup(addr);
+  EXPECT_NE(vma, nullptr);
+  mm::EntrySlot pmd = mm.page_table().walk_pmd(addr).value();
+  std::optional<page::Folio> src;
+  {
+    SpinLocker pl(mm.page_table().lock());
+    const std::optional<arch::DecodedEntry> d = mm::pmd_trans_huge(k, pmd.load());
+    EXPECT_TRUE(d.has_value()) << "plant_huge needs a PMD-mapped THP";
+    page::Page* shead = MUST(k.pfn_to_page(d->pfn), "RAM page");
+    src = page::page_folio(shead);
+    {
+      MutexLocker g(lock_);
+      for (uint64_t i = 0; i < mm::kHpagePmdNr; ++i)
+        std::memcpy(store_[dhead + i].data(), k.page_bytes(d->pfn + PageCount(i)).data(),
+                    kPageSize);
+    }
+    mm::folio_add_new_anon_rmap(dfolio, *vma, addr, mm::RmapExclusive::kYes, mm::RmapLevel::kPmd);
+    pmd.store(mm::make_device_private_pmd(k, rig_.dm().page_to_pfn_or_offset(dhead),
+                                          w == Writable::kYes ? arch::Prot::kWrite
+                                                              : arch::Prot::kNone,
+                                          arch::SwpBit::kNone));
+    mm::folio_remove_rmap_pmd(*src);
+  }
+  mm.flush_tlb_range(addr, addr + mm::kHpagePmdSize);
+  page::folio_put(*src);
+  page::folio_unlock(dfolio);
+  return dhead;
+}
+
 std::array<std::byte, kPageSize> TestDevice::bytes(const page::Page* page) {
   MutexLocker g(lock_);
   return store_.at(page);
@@ -113,14 +160,17 @@ std::array<std::byte, kPageSize> TestDevice::bytes(const page::Page* page) {
 void TestDevice::folio_free(page::Folio folio) {
   frees_.fetch_add(1);
   MutexLocker g(lock_);
-  store_.erase(folio.head());
-  free_.push_back(folio.head());
+  for (uint64_t i = 0; i < folio.nr_pages().raw(); ++i) {
+    store_.erase(folio.head() + i);
+    free_.push_back(folio.head() + i);
+  }
 }
 
 devmem::VmFaultCode TestDevice::migrate_to_ram(mm::VmFault& vmf) {
   migrate_calls_.fetch_add(1);
   mm::Mm& mm = *vmf.mm;
   mm::Kernel& k = rig_.kernel();
+  if (!vmf.pte) return migrate_huge_to_ram(vmf);
   page::Folio dst = MUST(k.alloc_folio(Order(0)), "a RAM page for migrate_to_ram");
   const Pfn dst_pfn = k.page_to_pfn(dst.head());
   {
@@ -143,6 +193,41 @@ devmem::VmFaultCode TestDevice::migrate_to_ram(mm::VmFault& vmf) {
     mm::folio_remove_rmap_pte(src, vmf.page);
   }
   page::folio_put(src);  // the entry's reference; the fault path holds another
+  return devmem::VmFaultCode::kHandled;
+}
+
+devmem::VmFaultCode TestDevice::migrate_huge_to_ram(mm::VmFault& vmf) {
+  mm::Mm& mm = *vmf.mm;
+  mm::Kernel& k = rig_.kernel();
+  const VirtAddr haddr = vmf.address.align_down(mm::kHpagePmdSize);
+  Result<page::Folio> dst_or = k.alloc_folio(Order(mm::kHpagePmdOrder));
+  if (dst_or.is_error()) return devmem::VmFaultCode::kOom;
+  page::Folio dst = *dst_or;
+  const Pfn dst_pfn = k.page_to_pfn(dst.head());
+  {
+    MutexLocker g(lock_);
+    for (uint64_t i = 0; i < mm::kHpagePmdNr; ++i)
+      std::memcpy(k.page_bytes(dst_pfn + PageCount(i)).data(), store_.at(vmf.page + i).data(),
+                  kPageSize);
+  }
+  const arch::Softleaf leaf = k.codec().softleaf_from(arch::EntryLevel::kPmd, vmf.orig_pte);
+  arch::Prot prot = vmf.vma->page_prot | arch::Prot::kAccessed;
+  if (arch::softleaf_is_device_private_write(leaf))
+    prot = prot | arch::Prot::kWrite | arch::Prot::kDirty;
+  page::Folio src = page::page_folio(vmf.page);
+  const mm::EntrySlot pmd = mm.page_table().walk_pmd(haddr).value();
+  {
+    SpinLocker pl(mm.page_table().lock());
+    if (pmd.load() != vmf.orig_pte) {
+      page::folio_put(dst);
+      return devmem::VmFaultCode::kHandled;
+    }
+    mm::folio_add_new_anon_rmap(dst, *vmf.vma, haddr, mm::RmapExclusive::kYes,
+                                mm::RmapLevel::kPmd);
+    pmd.store(MUST(k.codec().make_present(arch::EntryLevel::kPmd, dst_pfn, prot), "pmd"));
+    mm::folio_remove_rmap_pmd(src);
+  }
+  page::folio_put(src);
   return devmem::VmFaultCode::kHandled;
 }
 

@@ -40,6 +40,9 @@ class HmmRig final : public mm::DevicePrivateFaultHandler {
   // mm::DevicePrivateFaultHandler
   page::Page* softleaf_to_page(arch::Softleaf entry) override;
   mm::FaultResult migrate_to_ram(mm::VmFault& vmf) override;
+  void folio_split(page::Folio orig, std::optional<page::Folio> tail) override {
+    devmem::zone_device_private_split_cb(orig, tail);
+  }
 
  private:
   devmem::Design design_;
@@ -64,6 +67,11 @@ class TestDevice final : public devmem::DevPagemapOps {
   // the mapping (reference and mapcount), the RAM page is freed. Returns the device page.
   page::Page* plant(mm::Process& p, VirtAddr addr, Writable w);
 
+  // The same for the PMD-mapped THP at the 2 MiB-aligned `addr`: the device's first 512
+  // pages (which must be free; the device needs at least 512) become an order-9
+  // device-private folio mapped by one device-private PMD. Returns its head.
+  page::Page* plant_huge(mm::Process& p, VirtAddr addr, Writable w);
+
   // The device's copy of a device page.
   std::array<std::byte, kPageSize> bytes(const page::Page* page);
 
@@ -78,6 +86,9 @@ class TestDevice final : public devmem::DevPagemapOps {
   devmem::VmFaultCode migrate_to_ram(mm::VmFault& vmf) override;
 
  private:
+  // migrate_to_ram of a PMD-mapped device THP (vmf.pte nullopt): a RAM THP takes its place.
+  devmem::VmFaultCode migrate_huge_to_ram(mm::VmFault& vmf);
+
   HmmRig& rig_;
   const int owner_token_ = 0;
   std::unique_ptr<devmem::DevPagemap> pgmap_;

@@ -3,6 +3,7 @@
 #include <cassert>
 
 #include "base/trace.h"
+#include "devmem/dev_pagemap.h"
 
 #include "migrate/migrate_device.h"
 
@@ -34,6 +35,10 @@ mm::FaultResult DeviceFaultHandler::migrate_to_ram(mm::VmFault& vmf) {
   devmem::DevPagemap* pgmap = devmem::page_pgmap(vmf.page);
   TraceScope trace("migrate_to_ram", TraceCategory::kFault, 1);
   return vm_fault_to_fault_result(pgmap->ops()->migrate_to_ram(vmf));
+}
+
+void DeviceFaultHandler::folio_split(page::Folio orig, std::optional<page::Folio> tail) {
+  devmem::zone_device_private_split_cb(orig, tail);
 }
 
 Status DeviceFaultHandler::migrate_longterm_unpinnable(page::Folio folio) {

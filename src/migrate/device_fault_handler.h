@@ -29,6 +29,8 @@ class DeviceFaultHandler final : public mm::DevicePrivateFaultHandler {
   page::Page* softleaf_to_page(arch::Softleaf entry) override;
   mm::FaultResult migrate_to_ram(mm::VmFault& vmf) override;
   Status migrate_longterm_unpinnable(page::Folio folio) override;
+  // devmem::zone_device_private_split_cb.
+  void folio_split(page::Folio orig, std::optional<page::Folio> tail) override;
 
   devmem::DeviceMemory& device_memory() const { return dm_; }
 

@@ -190,7 +190,11 @@ bool try_to_migrate_one(const devmem::DeviceMemory& dm, Folio folio, mm::Mm& mm,
     SpinLocker guard(mm.page_table().lock());
     const std::optional<mm::PageVmaMapped> found =
         mm::page_vma_mapped_walk(mm, vma, address, t.where, t.flags);
-    if (found) {
+    // A PMD mapping (a device-private THP) needs set_pmd_migration_entry, which dpmm does
+    // not model yet (docs/migrate.md): leave it mapped, so the folio is not migrated.
+    if (found && found->level == EntryLevel::kPmd) {
+      keep_going = false;
+    } else if (found) {
       Page* page = folio.head();
       const bool anon_exclusive = folio.is_anon() && mm::page_anon_exclusive(page);
       // ptep_clear_flush for a present PTE, pte_clear for a device-private entry.
@@ -310,10 +314,19 @@ struct Collector {
     args.src[args.npages++] = mpfn;
   }
 
-  // migrate_vma_collect_hole (also for a none PMD): anonymous VMAs may be populated.
-  // TODO(THP): with kCompound and a PMD-aligned hole the kernel emits one COMPOUND entry.
+  // migrate_vma_collect_hole (also for a none PMD): anonymous VMAs may be populated. With
+  // MIGRATE_VMA_SELECT_COMPOUND a hole of a whole aligned 2 MiB is one MIGRATE|COMPOUND entry
+  // (one collected page) and 511 empty ones, which a non-compound dst splits back into pages
+  // (migrate_vma_pages).
   void hole(VirtAddr start, VirtAddr end) {
     const bool anon = args.vma->is_anonymous();
+    if (anon && has(args.flags, MigrateVmaSelect::kCompound) &&
+        start.is_aligned(mm::kHpagePmdSize) && end == start + mm::kHpagePmdSize) {
+      emit(MigratePfn::of(kMig | MigratePfnFlags::kCompound));
+      ++args.cpages;
+      for (VirtAddr a = start + kPageSize; a < end; a += kPageSize) emit(MigratePfn());
+      return;
+    }
     for (VirtAddr a = start; a < end; a += kPageSize) {
       if (anon) {
         emit(MigratePfn::of(kMig));
@@ -432,13 +445,38 @@ struct Collector {
     mm::split_huge_pmd(mm, *args.vma, pmd, addr);
     if (head == nullptr) return;  // the huge zero folio
     Folio folio = page::page_folio(head);
-    if (!page::folio_try_get(folio)) return;
+    split_collected_folio(folio);
+  }
+
+  // migrate_vma_split_folio: split_folio under the folio lock; the fault folio is already
+  // locked and referenced by the fault path, whose reference serves as the caller's.
+  void split_collected_folio(Folio folio) {
     const bool is_fault = fault_folio == folio.head();
-    if (is_fault || page::folio_trylock(folio)) {
+    if (is_fault) {
       (void)mm::split_folio(k, folio);
-      if (!is_fault) page::folio_unlock(folio);
+      return;
+    }
+    if (!page::folio_try_get(folio)) return;
+    if (page::folio_trylock(folio)) {
+      (void)mm::split_folio(k, folio);
+      page::folio_unlock(folio);
     }
     page::folio_put(folio);
+  }
+
+  // migrate_vma_collect_huge_pmd for a device-private PMD (a device THP) without
+  // SELECT_COMPOUND: one of the caller's (SELECT_DEVICE_PRIVATE, its owner) is split, the
+  // PMD into 512 device-private PTEs, then the folio (zone_device_private_split_cb gives the
+  // new folios their pagemap), and collected page by page; any other is skipped. False when
+  // skipped.
+  bool collect_split_device_pmd(mm::EntrySlot pmd, VirtAddr addr) {
+    const uint64_t word = pmd.load();
+    if (!has(args.flags, MigrateVmaSelect::kDevicePrivate)) return false;
+    Page* head = mm::device_private_pmd_page(k, mm::softleaf_from_pmd(k, word));
+    if (head == nullptr || devmem::page_pgmap(head)->owner() != args.pgmap_owner) return false;
+    mm::split_huge_pmd(mm, *args.vma, pmd, addr);
+    split_collected_folio(page::page_folio(head));
+    return true;
   }
 
   // The large-folio case of migrate_vma_collect_pmd (migrate_vma_split_folio, then rescan):
@@ -485,6 +523,10 @@ struct Collector {
         return;
       }
       collect_split_huge_pmd(pmd, start);
+    } else if (mm::pmd_is_device_private_entry(k, pmd.load()) &&
+               !collect_split_device_pmd(pmd, start)) {
+      for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
+      return;
     }
     if (!pt.pte_offset(pmd, start)) {
       // A PMD device-private or migration entry (device THP, not modelled): skip the range
@@ -576,6 +618,62 @@ void migrate_vma_insert_page(mm::Mm& mm, const devmem::DeviceMemory& dm, const M
   src = MigratePfn::of(kMig);
 }
 
+// migrate_vma_insert_huge_pmd_page: map the order-9 dst folio `page` by one PMD where a
+// whole-PMD hole was collected (a device-private PMD for a device-private folio, a present
+// leaf otherwise), with a deposited PTE table. On failure (the VMA cannot hold a THP there,
+// no page for the table, the PMD populated since collection, userfaultfd missing) clears
+// kMigrate.
+void migrate_vma_insert_huge_pmd_page(mm::Mm& mm, const devmem::DeviceMemory& dm,
+                                      const MigrateVma& args, VirtAddr addr, Page* page,
+                                      MigratePfn& src) REQUIRES_SHARED(mm.mmap_lock()) {
+  mm::Kernel& k = mm.kernel();
+  const mm::Vma& vma = *args.vma;
+  Folio folio = page::page_folio(page);
+  auto abort = [&] { src.clear(kMig); };
+  if (!vma.is_anonymous() || !mm::thp_vma_suitable_pmd(vma, addr) ||
+      folio.order().raw() != mm::kHpagePmdOrder)
+    return abort();
+  Result<mm::EntrySlot> pmd = mm.page_table().walk_pmd_alloc(addr);
+  if (pmd.is_error()) return abort();
+  Result<Folio> table = k.alloc_folio(Order(0));  // pte_alloc_one
+  if (table.is_error()) return abort();
+  mm.anon_vma_prepare(vma);
+  folio.set_flag(page::PageFlag::kUptodate);  // __folio_mark_uptodate
+  const bool write = has(vma.flags, mm::VmFlags::kWrite);
+  uint64_t entry = 0;
+  if (devmem::folio_is_device_private(folio)) {
+    entry = mm::make_device_private_pmd(k, dm.page_to_pfn_or_offset(page),
+                                        write ? Prot::kWrite : Prot::kNone, SwpBit::kNone);
+  } else {
+    if (folio.is_zone_device() && !devmem::folio_is_device_coherent(folio)) {
+      page::folio_put(*table);
+      return abort();
+    }
+    Prot p = vma.page_prot | Prot::kAccessed;
+    if (write) p = p | Prot::kWrite | Prot::kDirty;
+    entry = MUST(k.codec().make_present(EntryLevel::kPmd, dm.page_to_pfn(page), p),
+                 "an order-9 folio with a VMA protection encodes as a PMD leaf");
+  }
+  bool mapped = false;
+  {
+    SpinLocker guard(mm.page_table().lock());
+    // Only a none PMD takes the folio (a huge zero PMD was split while collecting).
+    if (pmd->load() == 0 && !has(vma.flags, mm::VmFlags::kUffdMissing)) {
+      mapped = true;
+        mm.add_rss(mm::RssMember::kAnonPages, static_cast<int64_t>(mm::kHpagePmdNr));
+      mm::folio_add_new_anon_rmap(folio, vma, addr, mm::RmapExclusive::kYes,
+                                  mm::RmapLevel::kPmd);
+      page::folio_get(folio);  // the mapping's reference
+      mm.page_table().deposit_table(addr, *table);
+      pmd->store(entry);
+    }
+  }
+  if (!mapped) {
+    page::folio_put(*table);
+    abort();
+  }
+}
+
 // folio_migrate_mapping for an anonymous (or unmapped) folio: no reference beyond the
 // expected ones, then index, mapping and swapbacked move to the new folio.
 Status folio_migrate_mapping(Folio newfolio, Folio folio, int extra_count) {
@@ -614,12 +712,38 @@ void migrate_device_pages_impl(mm::Kernel& k, const devmem::DeviceMemory& dm,
   for (size_t i = 0; i < src.size(); ++i) {
     Page* newpage = migrate_pfn_to_page(dm, dst[i]);
     Page* page = migrate_pfn_to_page(dm, src[i]);
+    // A whole-PMD hole (MIGRATE|COMPOUND without a page) that the driver fills with small
+    // pages: each of its 512 entries is inserted on its own (the kernel's split of the
+    // compound src entry in __migrate_device_pages).
+    if (page == nullptr && src[i].is_migrate() && src[i].has(MigratePfnFlags::kCompound) &&
+        !dst[i].has(MigratePfnFlags::kCompound)) {
+      assert(args != nullptr && mm != nullptr && "a pageless src entry without a vma");
+      src[i].clear(MigratePfnFlags::kCompound);
+      const size_t nr = std::min<size_t>(mm::kHpagePmdNr, src.size() - i);
+      for (size_t j = 0; j < nr; ++j) {
+        Page* np = migrate_pfn_to_page(dm, dst[i + j]);
+        if (np == nullptr || dst[i + j].has(MigratePfnFlags::kCompound)) {
+          src[i + j].clear(kMig);
+          continue;
+        }
+        const VirtAddr addr = args->start + (i + j) * kPageSize;
+        if (!range) {
+          range = mm->notifier_range(mm::MmuNotifyEvent::kMigrate, addr, args->end,
+                                     args->pgmap_owner);
+          mm->invalidate_range_start(*range);
+        }
+        src[i + j].set(kMig);
+        migrate_vma_insert_page(*mm, dm, *args, addr, np, src[i + j]);
+      }
+      i += nr - 1;
+      continue;
+    }
     if (newpage == nullptr) {
       src[i].clear(kMig);
       continue;
     }
-    // TODO(THP): a COMPOUND dst for a small (or absent) src is not migrated, as the kernel
-    // does; COMPOUND src entries (split on mismatch) arrive with THP.
+    // A COMPOUND dst for a small (or absent, non-compound) src is not migrated, as the
+    // kernel does.
     if (dst[i].has(MigratePfnFlags::kCompound) && !src[i].has(MigratePfnFlags::kCompound)) {
       src[i].clear(kMig);
       continue;
@@ -634,7 +758,12 @@ void migrate_device_pages_impl(mm::Kernel& k, const devmem::DeviceMemory& dm,
                                    args->pgmap_owner);
         mm->invalidate_range_start(*range);
       }
-      migrate_vma_insert_page(*mm, dm, *args, addr, newpage, src[i]);
+      if (dst[i].has(MigratePfnFlags::kCompound)) {
+        // src is a COMPOUND hole too (checked above).
+        migrate_vma_insert_huge_pmd_page(*mm, dm, *args, addr, newpage, src[i]);
+      } else {
+        migrate_vma_insert_page(*mm, dm, *args, addr, newpage, src[i]);
+      }
       continue;
     }
     Folio newfolio = page::page_folio(newpage);

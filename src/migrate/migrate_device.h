@@ -31,8 +31,9 @@
 //   else READ; young/dirty kept in the entry.
 // A CPU access that meets one waits on the folio lock (mm's migration_entry_wait) and retries.
 //
-// Large folios (THP): mm has no PMD leaves yet, so no kCompound src entry is produced and a
-// kCompound dst for a small src is "not migrated", as the kernel does (docs/migrate.md).
+// Large folios (THP): the only kCompound src entry produced is a whole-PMD hole under
+// kCompound (an order-9 kCompound dst is then mapped by one PMD; small dst pages split it);
+// a kCompound dst for a small src is "not migrated", as the kernel does (docs/migrate.md).
 #pragma once
 
 #include <cstdint>
@@ -57,7 +58,7 @@ enum class MigrateVmaSelect : uint8_t {
   kSystem = 1,          // MIGRATE_VMA_SELECT_SYSTEM: RAM pages, the zero page, holes
   kDevicePrivate = 2,   // MIGRATE_VMA_SELECT_DEVICE_PRIVATE: pages of pgmap_owner's pagemaps
   kDeviceCoherent = 4,  // MIGRATE_VMA_SELECT_DEVICE_COHERENT: same, coherent pagemaps
-  kCompound = 8,        // MIGRATE_VMA_SELECT_COMPOUND: PMD granularity (THP; not yet)
+  kCompound = 8,        // MIGRATE_VMA_SELECT_COMPOUND: PMD granularity (holes only so far)
 };
 DPMM_FLAG_OPS(MigrateVmaSelect)
 

@@ -637,6 +637,191 @@ TEST_P(MigrateTest, CompoundDestinationForASmallSourceIsNotMigrated) {
   expect_pages(*p, a, 1, 5);
 }
 
+// MIGRATE_VMA_SELECT_COMPOUND over an untouched, aligned 2 MiB: one MIGRATE|COMPOUND hole
+// entry and 511 empty ones; an order-9 device folio as a COMPOUND dst is mapped by one
+// device-private PMD (migrate_vma_insert_huge_pmd_page); munmap gives it back whole.
+TEST_P(MigrateTest, CompoundHoleBecomesADevicePrivatePmd) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  constexpr uint64_t kNr = mm::kHpagePmdNr;
+  TestDevice dev(*dk_, MemoryType::kDevicePrivate, kNr, &kOwnerA);
+  auto p = mm::Process::create(k()).value();
+  const VirtAddr raw = p->mmap_anon(3 * kPmd, kRw).value();
+  const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+  std::vector<MigratePfn> src(kNr), dst(kNr);
+  page::Page* head = nullptr;
+  {
+    ReadLocker guard(p->mm().mmap_lock());
+    MigrateVma args;
+    args.vma = p->mm().vma_lookup(a);
+    args.start = a;
+    args.end = a + kPmd;
+    args.src = src;
+    args.dst = dst;
+    args.pgmap_owner = &kOwnerA;
+    args.flags = MigrateVmaSelect::kSystem | MigrateVmaSelect::kCompound;
+    ASSERT_TRUE(migrate_vma_setup(p->mm(), args).is_ok());
+    EXPECT_EQ(args.npages, kNr);
+    EXPECT_EQ(args.cpages, 1u);
+    EXPECT_EQ(src[0].raw(), MigratePfn::of(MigratePfnFlags::kMigrate |
+                                           MigratePfnFlags::kCompound).raw());
+    for (uint64_t i = 1; i < kNr; ++i) ASSERT_EQ(src[i].raw(), 0u) << i;
+    head = dev.alloc_huge();
+    ASSERT_NE(head, nullptr);
+    for (uint64_t i = 0; i < kNr; ++i) {
+      std::span<std::byte> b = dev.bytes(head + i);
+      std::memset(b.data(), 0, kPageSize);
+      b[8] = std::byte(i & 0xff);
+    }
+    dst[0] = migrate_pfn_from_page(dm(), head);
+    dst[0].set(MigratePfnFlags::kCompound);
+    migrate_vma_pages(p->mm(), args);
+    EXPECT_TRUE(src[0].is_migrate());
+    migrate_vma_finalize(p->mm(), args);
+  }
+  page::Folio f = page::page_folio(head);
+  EXPECT_EQ(f.order().raw(), mm::kHpagePmdOrder);
+  EXPECT_EQ(f.ref_count(), 1);  // the mapping's
+  EXPECT_EQ(f.entire_mapcount(), 1);
+  EXPECT_FALSE(page::folio_test_locked(f));
+  EXPECT_TRUE(mm::page_anon_exclusive(head));
+  EXPECT_EQ(p->mm().rss(mm::RssMember::kAnonPages), int64_t(kNr));
+  EXPECT_EQ(p->mm().page_table().nr_deposited(), 1u);
+  const uint64_t word = p->mm().page_table().walk_pmd(a)->load();
+  ASSERT_TRUE(mm::pmd_is_device_private_entry(k(), word));
+  const arch::Softleaf leaf = mm::softleaf_from_pmd(k(), word);
+  EXPECT_EQ(arch::softleaf_type(leaf), SoftleafType::kDevicePrivateWrite);
+  EXPECT_EQ(*arch::softleaf_to_pfn_or_offset(leaf), dm().page_to_pfn_or_offset(head));
+  EXPECT_EQ(k().device_private_handler()->softleaf_to_page(leaf), head);
+  // Gone whole with the mapping: the device gets all 512 pages back in one folio_free.
+  ASSERT_TRUE(p->munmap(a, kPmd).is_ok());
+  EXPECT_EQ(dev.frees.load(), 1);
+  EXPECT_EQ(dev.nr_free(), kNr);
+  EXPECT_EQ(p->mm().rss(mm::RssMember::kAnonPages), 0);
+}
+
+// The same hole filled by the driver with 512 small device pages: the compound src entry is
+// split and each page inserted on its own (512 device-private PTEs).
+TEST_P(MigrateTest, CompoundHoleWithSmallDstPagesSplits) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  constexpr uint64_t kNr = mm::kHpagePmdNr;
+  TestDevice dev(*dk_, MemoryType::kDevicePrivate, kNr, &kOwnerA);
+  auto p = mm::Process::create(k()).value();
+  const VirtAddr raw = p->mmap_anon(3 * kPmd, kRw).value();
+  const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+  std::vector<MigratePfn> src(kNr), dst(kNr);
+  {
+    ReadLocker guard(p->mm().mmap_lock());
+    MigrateVma args;
+    args.vma = p->mm().vma_lookup(a);
+    args.start = a;
+    args.end = a + kPmd;
+    args.src = src;
+    args.dst = dst;
+    args.pgmap_owner = &kOwnerA;
+    args.flags = MigrateVmaSelect::kSystem | MigrateVmaSelect::kCompound;
+    ASSERT_TRUE(migrate_vma_setup(p->mm(), args).is_ok());
+    ASSERT_EQ(args.cpages, 1u);
+    for (uint64_t i = 0; i < kNr; ++i) {
+      page::Page* d = dev.alloc_page();
+      ASSERT_NE(d, nullptr);
+      std::memset(dev.bytes(d).data(), 0, kPageSize);
+      dst[i] = migrate_pfn_from_page(dm(), d);
+    }
+    migrate_vma_pages(p->mm(), args);
+    for (uint64_t i = 0; i < kNr; ++i) {
+      ASSERT_TRUE(src[i].is_migrate()) << i;
+      ASSERT_FALSE(src[i].has(MigratePfnFlags::kCompound)) << i;
+    }
+    migrate_vma_finalize(p->mm(), args);
+  }
+  EXPECT_EQ(p->mm().rss(mm::RssMember::kAnonPages), int64_t(kNr));
+  for (uint64_t i = 0; i < kNr; i += 37) {
+    expect_device_entry(p->mm(), a + i * kPageSize, true);
+    page::Page* d = mapped_page(p->mm(), a + i * kPageSize);
+    EXPECT_EQ(d->ref_count(), 1) << i;
+    EXPECT_EQ(d->mapcount(), 1) << i;
+  }
+  EXPECT_EQ(dev.nr_free(), 0u);
+  p.reset();
+  EXPECT_EQ(dev.nr_free(), kNr);
+}
+
+// A device THP (made as in CompoundHoleBecomesADevicePrivatePmd, word 1 of page i holding i)
+// collected without SELECT_COMPOUND is split, the PMD into device-private PTEs and the
+// folio into small device folios that keep their pagemap; then one page migrates back. A CPU
+// fault on the PMD (do_huge_pmd_device_private) brings back the faulting page the same way.
+TEST_P(MigrateTest, DevicePmdSplitsWhenMigratedBackPageByPage) {
+  constexpr uint64_t kPmd = mm::kHpagePmdSize;
+  constexpr uint64_t kNr = mm::kHpagePmdNr;
+  TestDevice dev(*dk_, MemoryType::kDevicePrivate, kNr, &kOwnerA);
+  auto make_device_pmd = [&](mm::Process& p) -> VirtAddr {
+    const VirtAddr raw = p.mmap_anon(3 * kPmd, kRw).value();
+    const VirtAddr a(raw.align_down(kPmd).raw() + kPmd);
+    std::vector<MigratePfn> src(kNr), dst(kNr);
+    ReadLocker guard(p.mm().mmap_lock());
+    MigrateVma args;
+    args.vma = p.mm().vma_lookup(a);
+    args.start = a;
+    args.end = a + kPmd;
+    args.src = src;
+    args.dst = dst;
+    args.pgmap_owner = &kOwnerA;
+    args.flags = MigrateVmaSelect::kSystem | MigrateVmaSelect::kCompound;
+    EXPECT_TRUE(migrate_vma_setup(p.mm(), args).is_ok());
+    page::Page* head = dev.alloc_huge();
+    EXPECT_NE(head, nullptr);
+    for (uint64_t i = 0; i < kNr; ++i) {
+      std::span<std::byte> b = dev.bytes(head + i);
+      std::memset(b.data(), 0, kPageSize);
+      b[8] = std::byte(i & 0xff);
+    }
+    dst[0] = migrate_pfn_from_page(dm(), head);
+    dst[0].set(MigratePfnFlags::kCompound);
+    migrate_vma_pages(p.mm(), args);
+    migrate_vma_finalize(p.mm(), args);
+    EXPECT_TRUE(mm::pmd_is_device_private_entry(k(), p.mm().page_table().walk_pmd(a)->load()));
+    return a;
+  };
+  {
+    auto p = mm::Process::create(k()).value();
+    const VirtAddr a = make_device_pmd(*p);
+    const TestDevice::Outcome o = dev.migrate_to_system(p->mm(), a + 5 * kPageSize, 1);
+    EXPECT_EQ(o.cpages, 1u);
+    EXPECT_EQ(o.migrated, 1u);
+    EXPECT_FALSE(mm::pmd_is_huge(k(), p->mm().page_table().walk_pmd(a)->load()));
+    EXPECT_EQ(pte(p->mm(), a + 5 * kPageSize).kind, DecodedEntry::Kind::kPresent);
+    EXPECT_EQ(p->read_u64(a + 5 * kPageSize + 8).value(), 5u);
+    for (uint64_t i : {uint64_t{0}, uint64_t{6}, kNr - 1}) {
+      expect_device_entry(p->mm(), a + i * kPageSize, true);
+      page::Page* d = mapped_page(p->mm(), a + i * kPageSize);
+      EXPECT_FALSE(page::page_folio(d).is_large()) << i;
+      EXPECT_EQ(devmem::page_pgmap(d), &dev.pgmap()) << i;
+      EXPECT_EQ(d->ref_count(), 1) << i;
+      EXPECT_EQ(d->mapcount(), 1) << i;
+    }
+    EXPECT_EQ(dev.frees.load(), 1);  // page 5's device page
+    // A CPU access to a split page comes back through the PTE path.
+    EXPECT_EQ(p->read_u64(a + 300 * kPageSize + 8).value(), 300u & 0xff);
+    EXPECT_EQ(dev.faults.load(), 1);
+    EXPECT_EQ(p->mm().rss(mm::RssMember::kAnonPages), int64_t(kNr));
+  }
+  EXPECT_EQ(dev.nr_free(), kNr);
+  {
+    auto p = mm::Process::create(k()).value();
+    const VirtAddr a = make_device_pmd(*p);
+    const int faults = dev.faults.load();
+    EXPECT_EQ(p->read_u64(a + 9 * kPageSize + 8).value(), 9u);
+    EXPECT_EQ(dev.faults.load(), faults + 1);
+    EXPECT_EQ(pte(p->mm(), a + 9 * kPageSize).kind, DecodedEntry::Kind::kPresent);
+    expect_device_entry(p->mm(), a + 10 * kPageSize, true);
+    expect_device_entry(p->mm(), a, true);
+    page::Page* h = mapped_page(p->mm(), a);
+    EXPECT_FALSE(page::folio_test_locked(page::page_folio(h)));
+    EXPECT_EQ(h->ref_count(), 1);
+  }
+  EXPECT_EQ(dev.nr_free(), kNr);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDesigns, MigrateTest, ::testing::ValuesIn(devmem::kAllDesigns),
                          testing::design_test_name);
 

@@ -5,6 +5,7 @@
 // Its migrate_to_ram migrates the faulting page with migrate_vma_* (dmirror_devmem_fault).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "migrate/device_kernel.h"
 #include "migrate/migrate_device.h"
 #include "mm/fault.h"
+#include "mm/huge_memory.h"
 #include "mm/process.h"
 #include "page/folio_lock.h"
 #include "phys/test_machine.h"
@@ -82,7 +84,9 @@ class TestDevice final : public devmem::DevPagemapOps {
   }
   void folio_free(page::Folio folio) override {
     frees.fetch_add(1);
-    free_.with([&](std::vector<page::Page*>& f) { f.push_back(folio.head()); });
+    free_.with([&](std::vector<page::Page*>& f) {
+      for (uint64_t i = 0; i < folio.nr_pages().raw(); ++i) f.push_back(folio.head() + i);
+    });
   }
   // dmirror_devmem_fault: migrate the faulting page back, one page.
   devmem::VmFaultCode migrate_to_ram(mm::VmFault& vmf) override {
@@ -209,6 +213,25 @@ class TestDevice final : public devmem::DevPagemapOps {
     if (p == nullptr) return nullptr;
     MUST(devmem::zone_device_page_init(p, *pgmap_, Order(0)), "free device page initialises");
     return p;
+  }
+  // An order-9 device folio of the device's first 512 pages (zone_device_folio_init), locked
+  // with one reference; null when one of them is in use.
+  page::Page* alloc_huge() {
+    constexpr uint64_t kNr = uint64_t{1} << mm::kHpagePmdOrder;
+    if (nr_pages_ < kNr) return nullptr;
+    const bool got = free_.with([&](std::vector<page::Page*>& f) {
+      for (uint64_t i = 0; i < kNr; ++i)
+        if (std::find(f.begin(), f.end(), page_at(i)) == f.end()) return false;
+      std::erase_if(f, [&](page::Page* p) {
+        const uint64_t i = MUST(pgmap_->page_index(p), "a page of this pagemap");
+        return i < kNr;
+      });
+      return true;
+    });
+    if (!got) return nullptr;
+    MUST(devmem::zone_device_folio_init(page_at(0), *pgmap_, Order(mm::kHpagePmdOrder)),
+         "512 free device pages initialise");
+    return page_at(0);
   }
   std::span<std::byte> bytes(page::Page* p) {
     const uint64_t i = MUST(pgmap_->page_index(p), "a page of this pagemap");

@@ -19,6 +19,8 @@
 // handler"), and zap of such an entry only clears it.
 #pragma once
 
+#include <optional>
+
 #include "arch/softleaf.h"
 #include "base/result.h"
 #include "page/folio.h"
@@ -39,6 +41,15 @@ class DevicePrivateFaultHandler {
   // (migrate_device_coherent_folio). The caller passes one reference on `folio`, which this
   // consumes whatever the outcome (the migration's finalize drops it). EBUSY when the folio
   // could not be migrated. The default (no migration layer) drops the reference and refuses.
+  // zone_device_private_split_cb (mm/huge_memory.c): split_folio of a ZONE_DEVICE folio
+  // calls this for each new folio `tail` after the first (its compound head word, which held
+  // the pgmap, was cleared), then once with nullopt. The devmem layer gives each new folio
+  // its pagemap (or the driver's folio_split op); the default (RAM-backed fakes in mm
+  // tests) does nothing.
+  virtual void folio_split(page::Folio orig, std::optional<page::Folio> tail) {
+    (void)orig;
+    (void)tail;
+  }
   virtual Status migrate_longterm_unpinnable(page::Folio folio) {
     page::folio_put(folio);
     return make_error(Errno::kEOPNOTSUPP,

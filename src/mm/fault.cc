@@ -265,12 +265,15 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
   } else if (const uint64_t orig_pmd = pmd->load(); pmd_trans_huge(mm.kernel(), orig_pmd)) {
     // A present PMD leaf: wp_huge_pmd or huge_pmd_set_accessed; fallback means it was split.
     if (std::optional<FaultResult> r = huge_pmd_fault(vmf, *pmd, orig_pmd)) return *r;
+  } else if (pmd_is_device_private_entry(mm.kernel(), orig_pmd)) {
+    // A device-private THP (__handle_mm_fault's non-present PMD branch).
+    return do_huge_pmd_device_private(vmf, *pmd, orig_pmd);
   }
   Result<EntrySlot> pte = mm.page_table().pte_alloc(*pmd, vmf.address);
   if (pte.is_error()) {
     if (pte.error().code() == Errno::kENOMEM) return oom("no page for a PTE table");
     // A PMD leaf that appeared meanwhile: retry the fault at the PMD level.
-    if (pmd_trans_huge(mm.kernel(), pmd->load())) return {FaultOutcome::kRetry, "PMD leaf raced"};
+    if (pmd_is_huge(mm.kernel(), pmd->load())) return {FaultOutcome::kRetry, "PMD leaf raced"};
     // A PMD swap entry (device-private THP, PMD migration entry): not modelled.
     return sigbus("PMD swap entries are not modelled");
   }

@@ -351,7 +351,7 @@ Status Mm::copy_page_range_locked(Mm& child, const Vma& dst_vma, const Vma& src_
   for (VirtAddr a = src_vma.start; a < src_vma.end && status.is_ok();) {
     const VirtAddr next(std::min(a.align_down(kPmdSpan).raw() + kPmdSpan, src_vma.end.raw()));
     const std::optional<EntrySlot> src_pmd = page_table_->walk_pmd(a);
-    if (src_pmd && pmd_trans_huge(kernel_, src_pmd->load())) {
+    if (src_pmd && pmd_is_huge(kernel_, src_pmd->load())) {
       // copy_huge_pmd; false means it split the leaf (a possibly pinned folio): copy PTEs.
       Result<bool> copied =
           copy_huge_pmd(child, *this, dst_vma, src_vma, *src_pmd, a.align_down(kPmdSpan));

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <vector>
 
+#include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
+#include "mm/device_private.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
 
@@ -152,6 +154,54 @@ FaultResult huge_pmd_set_accessed(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd
   return FaultResult::handled();
 }
 
+// is_cow_mapping: private and may become writable (mm/internal.h).
+bool cow_mapping(const Vma& vma) {
+  return !has(vma.flags, VmFlags::kShared) && has(vma.flags, VmFlags::kMayWrite);
+}
+
+// The readable form of a device-private PMD word (make_readable_device_private_entry, the
+// swap software bits kept); the word itself when it is already readable.
+uint64_t device_private_pmd_readable(const Kernel& k, uint64_t word) {
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, word);
+  if (!arch::softleaf_is_device_private_write(d.leaf)) return word;
+  const arch::PfnOrOffset where =
+      MUST(arch::softleaf_to_pfn_or_offset(d.leaf), "device-private entries hold one");
+  return make_device_private_pmd(k, where, Prot::kNone, d.swp_bits);
+}
+
+// __split_huge_pmd_locked's device-private branch. REQUIRES: the page-table lock.
+void split_device_private_pmd_locked(Mm& mm, EntrySlot pmd, VirtAddr haddr, uint64_t* words) {
+  Kernel& k = mm.kernel();
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, pmd.load());
+  const arch::PfnOrOffset where =
+      MUST(arch::softleaf_to_pfn_or_offset(d.leaf), "device-private entries hold one");
+  const bool write = arch::softleaf_is_device_private_write(d.leaf);
+  // Only the soft-dirty and uffd-wp bits carry over; PMD swap entries have no exclusive bit
+  // (PageAnonExclusive of the pages says it).
+  const arch::SwpBit bits = d.swp_bits & (arch::SwpBit::kSoftDirty | arch::SwpBit::kUffdWp);
+  page::Page* head = device_private_pmd_page(k, d.leaf);
+  if (head != nullptr) {
+    page::Folio folio = page::page_folio(head);
+    const RmapExclusive excl =
+        page_anon_exclusive(head) ? RmapExclusive::kYes : RmapExclusive::kNo;
+    page::folio_ref_add(folio, static_cast<int>(kHpagePmdNr) - 1);
+    folio_add_anon_rmap_ptes(folio, head, kHpagePmdNr, excl);
+    folio_remove_rmap_pmd(folio);
+  }
+  for (uint64_t i = 0; i < kHpagePmdNr; ++i) {
+    const arch::PfnOrOffset at =
+        where.is_pfn() ? arch::PfnOrOffset::of_pfn(Pfn(where.raw_index() + i))
+                       : arch::PfnOrOffset::of_offset(DevPrivOffset(where.raw_index() + i));
+    const arch::Softleaf leaf =
+        MUST(write ? arch::make_writable_device_private_entry(k.softleaf_format(), at)
+                   : arch::make_readable_device_private_entry(k.softleaf_format(), at),
+             "a page of a device-private THP has an entry");
+    EntrySlot(words + i).store(
+        MUST(k.codec().make_swap(EntryLevel::kPte, leaf, bits), "a device-private PTE encodes"));
+  }
+  (void)haddr;
+}
+
 // The page-table locks of several mms, in address order (so two splitters never deadlock).
 // The analysis cannot follow a lock set held across a loop: split_folio's contract says it.
 void lock_page_tables(const std::vector<Mm*>& mms) NO_THREAD_SAFETY_ANALYSIS {
@@ -192,6 +242,35 @@ std::optional<DecodedEntry> pmd_trans_huge(const Kernel& k, uint64_t word) {
 
 bool is_huge_zero_pmd(const Kernel& k, const DecodedEntry& d) {
   return d.kind == DecodedEntry::Kind::kPresent && k.is_huge_zero_pfn(d.pfn);
+}
+
+arch::Softleaf softleaf_from_pmd(const Kernel& k, uint64_t word) {
+  return k.codec().softleaf_from(EntryLevel::kPmd, word);
+}
+
+bool pmd_is_device_private_entry(const Kernel& k, uint64_t word) {
+  if (word == 0) return false;
+  return arch::softleaf_is_device_private(softleaf_from_pmd(k, word));
+}
+
+bool pmd_is_huge(const Kernel& k, uint64_t word) {
+  return pmd_trans_huge(k, word).has_value() || pmd_is_device_private_entry(k, word);
+}
+
+page::Page* device_private_pmd_page(const Kernel& k, arch::Softleaf leaf) {
+  DevicePrivateFaultHandler* h = k.device_private_handler();
+  return h != nullptr ? h->softleaf_to_page(leaf) : nullptr;
+}
+
+uint64_t make_device_private_pmd(const Kernel& k, arch::PfnOrOffset where, Prot access,
+                                 arch::SwpBit bits) {
+  const arch::Softleaf leaf =
+      MUST(has(access, Prot::kWrite)
+               ? arch::make_writable_device_private_entry(k.softleaf_format(), where)
+               : arch::make_readable_device_private_entry(k.softleaf_format(), where),
+           "a device-private THP's head has an entry");
+  return MUST(k.codec().make_swap(EntryLevel::kPmd, leaf, bits & ~arch::SwpBit::kExclusive),
+              "a device-private PMD encodes");
 }
 
 page::Page* vm_normal_page_pmd(const Kernel& k, const DecodedEntry& d) {
@@ -259,14 +338,53 @@ std::optional<FaultResult> huge_pmd_fault(VmFault& vmf, EntrySlot pmd, uint64_t 
   return huge_pmd_set_accessed(vmf, pmd, orig_pmd);
 }
 
+FaultResult do_huge_pmd_device_private(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  Mm& mm = *vmf.mm;
+  Kernel& k = mm.kernel();
+  DevicePrivateFaultHandler* handler = k.device_private_handler();
+  if (handler == nullptr)
+    return FaultResult{FaultOutcome::kSigBus, "device-private PMD with no handler installed"};
+  page::Page* page = handler->softleaf_to_page(softleaf_from_pmd(k, orig_pmd));
+  if (page == nullptr)
+    return FaultResult{FaultOutcome::kSigBus, "device-private PMD names no known page"};
+  std::optional<page::Folio> held;
+  bool locked = false;
+  {
+    SpinLocker guard(mm.page_table().lock());
+    if (pmd.load() != orig_pmd) return FaultResult::handled();
+    held = page::page_folio(page);
+    if (page::folio_trylock(*held)) {
+      page::folio_get(*held);
+      locked = true;
+    } else if (!page::folio_try_get(*held)) {
+      return FaultResult::handled();
+    }
+  }
+  const page::Folio folio = *held;
+  if (!locked) {
+    page::folio_wait_locked(folio);
+    page::folio_put(folio);
+    return FaultResult::handled();
+  }
+  vmf.page = page;
+  vmf.pte.reset();  // PMD-mapped
+  vmf.orig_pte = orig_pmd;
+  FaultResult r = handler->migrate_to_ram(vmf);
+  page::folio_unlock(folio);
+  page::folio_put(folio);
+  return r;
+}
+
 void split_huge_pmd_locked(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr) {
   Kernel& k = mm.kernel();
   assert(haddr.is_aligned(kHpagePmdSize) && "split of an unaligned PMD");
-  const std::optional<DecodedEntry> d = pmd_trans_huge(k, pmd.load());
-  assert(d && "__split_huge_pmd_locked of a PMD that is not a leaf");
+  assert(pmd_is_huge(k, pmd.load()) && "__split_huge_pmd_locked of a PMD that is not a leaf");
   page::Folio table = mm.page_table().withdraw_table(haddr);
   uint64_t* words = reinterpret_cast<uint64_t*>(k.page_bytes(k.page_to_pfn(table.head())).data());
-  if (is_huge_zero_pmd(k, *d)) {
+  const std::optional<DecodedEntry> d = pmd_trans_huge(k, pmd.load());
+  if (!d) {
+    split_device_private_pmd_locked(mm, pmd, haddr, words);
+  } else if (is_huge_zero_pmd(k, *d)) {
     // __split_huge_zero_page_pmd: 512 special zero-page PTEs, read-only.
     const uint64_t zero = encode_pte(k, k.zero_pfn(), (vma.page_prot & ~Prot::kWrite) | Prot::kSpecial);
     for (uint64_t i = 0; i < kHpagePmdNr; ++i) EntrySlot(words + i).store(zero);
@@ -299,7 +417,7 @@ void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address) {
   bool split = false;
   {
     SpinLocker guard(mm.page_table().lock());
-    if (pmd_trans_huge(mm.kernel(), pmd.load())) {
+    if (pmd_is_huge(mm.kernel(), pmd.load())) {
       split_huge_pmd_locked(mm, vma, pmd, haddr);
       split = true;
     }
@@ -312,7 +430,7 @@ void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address) {
 
 void split_huge_pmd_address(Mm& mm, const Vma& vma, VirtAddr address) {
   const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(address);
-  if (!pmd || !pmd_trans_huge(mm.kernel(), pmd->load())) return;
+  if (!pmd || !pmd_is_huge(mm.kernel(), pmd->load())) return;
   split_huge_pmd(mm, vma, *pmd, address);
 }
 
@@ -357,7 +475,16 @@ Status split_folio(Kernel& k, page::Folio folio) {
     const bool dirty = folio.test_flag(page::PageFlag::kDirty);
     const bool uptodate = folio.test_flag(page::PageFlag::kUptodate);
     const bool swapbacked = folio.test_flag(page::PageFlag::kSwapBacked);
+    const bool zone_device = head->is_zone_device();
     page::clear_compound_page(folio);
+    if (zone_device) {
+      // zone_device_private_split_cb: the new folios get their pagemap back before anything
+      // can free one.
+      DevicePrivateFaultHandler* h = k.device_private_handler();
+      assert(h != nullptr && "split of a device folio with no device-private handler");
+      for (uint64_t i = 1; i < nr; ++i) h->folio_split(folio, page::Folio(head + i));
+      h->folio_split(folio, std::nullopt);
+    }
     std::vector<page::Page*> unmapped;
     for (uint64_t i = 0; i < nr; ++i) {
       page::Page* p = head + i;
@@ -389,6 +516,19 @@ bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGath
   Kernel& k = mm.kernel();
   SpinLocker guard(mm.page_table().lock());
   const uint64_t old = pmd.load();
+  if (pmd_is_device_private_entry(k, old)) {
+    // The entry holds a reference and the entire mapcount of its folio; no TLB entry to
+    // flush (the CPU never mapped it).
+    pmd.exchange(0);
+    tlb.remove_tables({mm.page_table().withdraw_table(haddr)});
+    if (page::Page* head = device_private_pmd_page(k, softleaf_from_pmd(k, old))) {
+      page::Folio folio = page::page_folio(head);
+      folio_remove_rmap_pmd(folio);
+      mm.add_rss(RssMember::kAnonPages, -static_cast<int64_t>(kHpagePmdNr));
+      tlb.remove_folio(folio);
+    }
+    return true;
+  }
   const std::optional<DecodedEntry> d = pmd_trans_huge(k, old);
   if (!d) return false;
   pmd.exchange(0);  // pmdp_huge_get_and_clear_full
@@ -408,6 +548,13 @@ bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr) {
   Kernel& k = mm.kernel();
   SpinLocker guard(mm.page_table().lock());
   uint64_t old = pmd.load();
+  if (pmd_is_device_private_entry(k, old)) {
+    // change_non_present_huge_pmd: write permission comes back only by a fault through the
+    // new protection.
+    const uint64_t ro = device_private_pmd_readable(k, old);
+    if (ro != old) pmd.store(ro);
+    return true;
+  }
   while (true) {
     const std::optional<DecodedEntry> d = pmd_trans_huge(k, old);
     if (!d) return false;
@@ -432,7 +579,7 @@ bool move_huge_pmd(Mm& mm, VirtAddr old_addr, VirtAddr new_addr) {
   assert(old_addr.is_aligned(kHpagePmdSize) && new_addr.is_aligned(kHpagePmdSize) &&
          "move_huge_pmd of unaligned addresses");
   const std::optional<EntrySlot> src = mm.page_table().walk_pmd(old_addr);
-  if (!src || !pmd_trans_huge(k, src->load())) return false;
+  if (!src || !pmd_is_huge(k, src->load())) return false;
   const EntrySlot dst = MUST(mm.page_table().walk_pmd_alloc(new_addr),
                              "a PMD table for mremap's destination");
   SpinLocker guard(mm.page_table().lock());
@@ -461,10 +608,25 @@ Result<bool> copy_huge_pmd(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& src_
     SpinLocker dst_guard(dst.page_table().lock());
     const uint64_t word = src_pmd.load();
     const std::optional<DecodedEntry> d = pmd_trans_huge(k, word);
-    assert(d && "copy_huge_pmd of a PMD that is not a leaf");
-    page::Page* head = vm_normal_page_pmd(k, *d);
+    assert((d || pmd_is_device_private_entry(k, word)) &&
+           "copy_huge_pmd of a PMD that is not a leaf");
+    page::Page* head = d ? vm_normal_page_pmd(k, *d) : nullptr;
     uint64_t child_word = word;
-    if (head == nullptr) {
+    if (!d) {
+      // copy_huge_non_present_pmd: a device-private folio cannot be pinned, so the dup
+      // always succeeds; a COW mapping shares it read-only from now on.
+      if (page::Page* dev = device_private_pmd_page(k, softleaf_from_pmd(k, word))) {
+        page::Folio folio = page::page_folio(dev);
+        page::folio_get(folio);
+        MUST(folio_try_dup_anon_rmap_pmd(folio, MaybePinned::kNo),
+             "an unpinnable device-private folio dups");
+        dst.add_rss(RssMember::kAnonPages, static_cast<int64_t>(kHpagePmdNr));
+      }
+      if (cow_mapping(src_vma)) {
+        child_word = device_private_pmd_readable(k, word);
+        if (child_word != word) src_pmd.store(child_word);
+      }
+    } else if (head == nullptr) {
       // The huge zero PMD is copied as it is; the child takes its own huge zero reference.
       dup_zero = true;
     } else {

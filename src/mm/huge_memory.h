@@ -63,6 +63,25 @@ bool thp_vma_allowable_pmd(const Kernel& k, const Vma& vma, ThpAsker asker);
 std::optional<arch::DecodedEntry> pmd_trans_huge(const Kernel& k, uint64_t word);
 // is_huge_zero_pmd.
 bool is_huge_zero_pmd(const Kernel& k, const arch::DecodedEntry& d);
+// ---- device-private PMDs (a device-private THP: an order-9 device-private folio mapped by
+// one PMD swap entry, swp_entry_to_pmd(make_{readable,writable}_device_private_entry), which
+// holds one reference and the folio's entire mapcount as a present leaf does; a deposited
+// PTE table sits beside it like beside any PMD leaf) ----
+// softleaf_from_pmd: the softleaf a non-present, non-none PMD holds; none otherwise.
+arch::Softleaf softleaf_from_pmd(const Kernel& k, uint64_t word);
+// pmd_is_device_private_entry.
+bool pmd_is_device_private_entry(const Kernel& k, uint64_t word);
+// pmd_is_huge (is_swap_pmd || pmd_trans_huge): the PMD maps its 2 MiB itself, by a present
+// leaf or a device-private entry. PMD migration entries are not modelled.
+bool pmd_is_huge(const Kernel& k, uint64_t word);
+// softleaf_to_page of a device-private PMD's entry: the folio's head page, through the
+// installed device-private handler; null without one.
+page::Page* device_private_pmd_page(const Kernel& k, arch::Softleaf leaf);
+// The device-private PMD word for the order-9 folio whose head `where` names (legacy: PFN;
+// dpas: offset), writable or not, with the given swap software bits (soft-dirty, uffd-wp).
+uint64_t make_device_private_pmd(const Kernel& k, arch::PfnOrOffset where, arch::Prot access,
+                                 arch::SwpBit bits);
+
 // vm_normal_page_pmd: the head page of the folio a present PMD leaf maps; null for the huge
 // zero folio.
 page::Page* vm_normal_page_pmd(const Kernel& k, const arch::DecodedEntry& d);
@@ -76,14 +95,25 @@ std::optional<FaultResult> do_huge_pmd_anonymous_page(VmFault& vmf, EntrySlot pm
 // split; the caller goes on at the PTE level.
 std::optional<FaultResult> huge_pmd_fault(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd);
 
+// do_huge_pmd_device_private: a CPU fault on a device-private PMD whose word was `orig_pmd`.
+// Under the page-table lock the entry is rechecked (changed: handled, refault), its folio
+// locked and referenced; then, without the lock, the pagemap's migrate_to_ram runs with
+// vmf.page the head page and vmf.pte nullopt (the driver learns the page is PMD-mapped);
+// then the folio is unlocked and put. A folio locked by someone else is waited for and the
+// fault handled (refault), as the PTE path does. No handler: kSigBus.
+FaultResult do_huge_pmd_device_private(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd);
+
 // ---- splitting ----
 // __split_huge_pmd: splits the PMD leaf at `pmd` (covering `address`) into PTEs, under
 // MMU_NOTIFY_CLEAR of its 2 MiB; nothing if it is no longer a leaf. REQUIRES: mmap_lock (read
 // or write) or the anon_vma lock; EXCLUDES the page-table lock.
 void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address);
+// A device-private PMD splits into 512 device-private PTEs of the same type (read/write) and
+// software bits, naming consecutive pages of the still-large folio; the PMD's reference and
+// entire mapcount become one reference and one mapcount per page, PageAnonExclusive stays.
 // split_huge_pmd_address: as above for whatever PMD maps `address`, if it is a leaf.
 void split_huge_pmd_address(Mm& mm, const Vma& vma, VirtAddr address);
-// __split_huge_pmd_locked. REQUIRES: the page-table lock; `pmd` a present leaf.
+// __split_huge_pmd_locked. REQUIRES: the page-table lock; `pmd_is_huge`.
 void split_huge_pmd_locked(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr)
     REQUIRES(mm.page_table().lock());
 // vma_adjust_trans_huge for one boundary: a VMA about to be cut at `addr` (not 2 MiB
@@ -97,15 +127,19 @@ void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr);
 //   EBUSY   a PMD still maps it (split_huge_pmd first)
 //   EAGAIN  references beyond its mappings and the caller's (can_split_folio)
 //   EINVAL  not an anonymous large folio
+// A device-private folio (mapped by device-private PTEs) splits the same way; each new folio
+// gets its pagemap through DevicePrivateFaultHandler::folio_split.
 Status split_folio(Kernel& k, page::Folio folio) EXCLUDES(k.anon_vma_lock());
 
 // ---- whole-PMD operations (REQUIRES: mmap_lock held for write, or the anon_vma lock;
 // EXCLUDES the page-table lock) ----
 // zap_huge_pmd: clears the leaf, drops its rmap and RSS, hands the folio and the deposited
-// table to `tlb`. False when the entry is not a leaf (any more).
+// table to `tlb`. False when the entry is not a leaf (any more). "Leaf" here and below
+// includes a device-private PMD (pmd_is_huge).
 bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGather& tlb);
 // change_huge_pmd: the leaf takes vma.page_prot (accessed, dirty, special kept; an exclusive
-// anon folio may stay writable as change_pte_range allows). False when not a leaf.
+// anon folio may stay writable as change_pte_range allows). False when not a leaf. A writable
+// device-private PMD becomes readable (change_non_present_huge_pmd); its folio is untouched.
 bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr);
 // move_huge_pmd (mremap): the leaf at old_addr, with its deposited table, moves to new_addr
 // (both 2 MiB aligned). False when old_addr has no leaf or the destination PMD is not none
@@ -114,6 +148,8 @@ bool move_huge_pmd(Mm& mm, VirtAddr old_addr, VirtAddr new_addr);
 // copy_huge_pmd (fork): the child maps the same folio (or the huge zero folio) by a PMD;
 // both become read-only for a private mapping. An exclusive folio that may be pinned is
 // split in the parent instead and copied by the PTE path (the kernel's -EAGAIN retry).
+// A device-private PMD is copied with a new reference and mapcount; a writable one becomes
+// readable in both for a COW mapping (copy_huge_non_present_pmd, as copy_nonpresent_pte).
 //   ENOMEM  no page for the child's deposited table or PMD table
 // Returns whether the PMD was copied (false: the caller copies the now-split PTEs).
 Result<bool> copy_huge_pmd(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& src_vma,

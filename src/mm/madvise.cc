@@ -336,7 +336,7 @@ void Mm::madvise_free_locked(const Vma& vma, VirtAddr start, VirtAddr end) {
     const VirtAddr haddr = a.align_down(kPmdSize);
     const VirtAddr next(std::min(haddr.raw() + kPmdSize, end.raw()));
     const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
-    if (pmd && pmd_trans_huge(kernel_, pmd->load())) {
+    if (pmd && pmd_is_huge(kernel_, pmd->load())) {
       if (a != haddr || next != haddr + kPmdSize) {
         split_huge_pmd(*this, vma, *pmd, a);
       } else {

@@ -100,7 +100,7 @@ void Mm::change_protection_locked(const Vma& vma, VirtAddr start, VirtAddr end) 
     const VirtAddr haddr = a.align_down(kPmdSpan);
     const VirtAddr next(std::min(haddr.raw() + kPmdSpan, end.raw()));
     if (const std::optional<EntrySlot> pmd = page_table_->walk_pmd(a);
-        pmd && pmd_trans_huge(kernel_, pmd->load())) {
+        pmd && pmd_is_huge(kernel_, pmd->load())) {
       if (a == haddr && next == haddr + kPmdSpan) {
         change_huge_pmd(*this, vma, *pmd, haddr);
       } else {

@@ -177,7 +177,7 @@ void Mm::move_page_tables_locked(VirtAddr old_addr, VirtAddr new_addr, uint64_t 
   for (uint64_t off = 0; off < len;) {
     const VirtAddr from = old_addr + off;
     const std::optional<EntrySlot> src_pmd = page_table_->walk_pmd(from);
-    if (src_pmd && pmd_trans_huge(kernel_, src_pmd->load())) {
+    if (src_pmd && pmd_is_huge(kernel_, src_pmd->load())) {
       // move_pmd / move_huge_pmd: a whole leaf moves when both ends are 2 MiB aligned and
       // the rest of the range covers it; otherwise it splits and its PTEs move one by one.
       const VirtAddr to = new_addr + off;

@@ -43,9 +43,22 @@ std::optional<PageVmaMapped> page_vma_mapped_walk(Mm& mm, const Vma& vma, VirtAd
   if (!vma.contains(address)) return std::nullopt;
   const VirtAddr page = address.page_base();
   if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(page);
-      pmd && !has(flags, PvmwFlags::kMigration) && target.is_pfn()) {
+      pmd && !has(flags, PvmwFlags::kMigration)) {
     const uint64_t word = pmd->load();
-    if (const std::optional<arch::DecodedEntry> d = pmd_trans_huge(mm.kernel(), word)) {
+    if (pmd_is_device_private_entry(mm.kernel(), word)) {
+      // A device-private THP: the PMD names the head by PFN (legacy) or offset (dpas).
+      const arch::PfnOrOffset head = MUST(
+          arch::softleaf_to_pfn_or_offset(softleaf_from_pmd(mm.kernel(), word)),
+          "device-private entries hold one");
+      const uint64_t t = target.raw_index();
+      if (head.tag() != target.tag() || t < head.raw_index() ||
+          t >= head.raw_index() + kHpagePmdNr)
+        return std::nullopt;
+      return PageVmaMapped{*pmd, word, page.align_down(kHpagePmdSize), arch::EntryLevel::kPmd};
+    }
+    const std::optional<arch::DecodedEntry> d =
+        target.is_pfn() ? pmd_trans_huge(mm.kernel(), word) : std::nullopt;
+    if (d) {
       const uint64_t t = target.raw_index();
       if (t < d->pfn.raw() || t >= d->pfn.raw() + kHpagePmdNr) return std::nullopt;
       return PageVmaMapped{*pmd, word, page.align_down(kHpagePmdSize), arch::EntryLevel::kPmd};

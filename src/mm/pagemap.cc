@@ -27,6 +27,17 @@ uint64_t pagemap_entry(Mm& mm, VirtAddr addr) {
       }
       return ((d->pfn.raw() + idx) & kPmPframeMask) | flags;
     }
+    if (const uint64_t word = pmd->load(); pmd_is_device_private_entry(k, word)) {
+      // pagemap_pmd_range of a swap PMD (a device-private THP): PM_SWAP, the entry's offset
+      // advanced to this 4 KiB page.
+      const arch::DecodedEntry d = k.codec().decode(arch::EntryLevel::kPmd, word);
+      uint64_t flags = kPmSwap;
+      if (arch::has(d.swp_bits, arch::SwpBit::kSoftDirty)) flags |= kPmSoftDirty;
+      if (arch::has(d.swp_bits, arch::SwpBit::kUffdWp)) flags |= kPmUffdWp;
+      const uint64_t offset =
+          (d.leaf.swp_offset() & d.leaf.format().pfn_mask()) + pt_index(PtLevel::kPte, addr);
+      return ((d.leaf.swp_type() | (offset << arch::kMaxSwapfilesShift)) & kPmPframeMask) | flags;
+    }
   }
   const std::optional<EntrySlot> pte = mm.page_table().walk_pte(addr);
   if (!pte) return 0;

@@ -86,7 +86,7 @@ void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGathe
       a = next;
       continue;
     }
-    if (pmd_trans_huge(kernel_, pmd->load())) {
+    if (pmd_is_huge(kernel_, pmd->load())) {
       // zap_pmd_range: a whole 2 MiB goes at once (zap_huge_pmd); part of one splits first.
       const VirtAddr haddr = a.align_down(kPmdSpan);
       if (a == haddr && next == haddr + kPmdSpan && zap_huge_pmd(*this, vma, *pmd, haddr, tlb)) {
