@@ -259,11 +259,20 @@ class HmmWalk {
       case DecodedEntry::Kind::kSwap:
         // hmm_vma_handle_absent_pmd: a device-private THP.
         if (arch::softleaf_is_device_private(d.leaf)) return handle_absent_pmd(vma, start, end, d);
-        // TODO(device THP): PMD migration entries (wait, rewalk) go here. mm makes none yet,
-        // so answer as the kernel's pmd_bad.
+        if (arch::softleaf_is_migration(d.leaf)) {
+          // A THP under migration: a fault waits for it to end (pmd_migration_entry_wait),
+          // then the walk starts again here; otherwise the range reads as not present.
+          if (range_need_fault(start, end, 0) != NeedFault::kNone) {
+            last_ = start;
+            (void)mm::handle_mm_fault(mm_, start, mm::FaultFlags::kRemote);
+            return WalkStep::kRewalk;
+          }
+          pfns_fill(start, end, 0);
+          return WalkStep::kContinue;
+        }
+        // Any other PMD swap entry: the kernel's pmd_bad.
         if (range_need_fault(start, end, 0) != NeedFault::kNone) {
-          return make_error(Errno::kEFAULT,
-                            "hmm_range_fault: PMD swap entry at {:#x} (device THP is not modelled)",
+          return make_error(Errno::kEFAULT, "hmm_range_fault: bad PMD swap entry at {:#x}",
                             start.raw());
         }
         pfns_fill(start, end, kHmmPfnError);

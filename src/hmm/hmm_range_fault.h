@@ -32,8 +32,8 @@
 //
 // PMD leaves (system THP) are answered by hmm_vma_handle_pmd (order 9), device-private PMDs
 // (device THP) by hmm_vma_handle_absent_pmd: the caller's own with order 9, another owner's
-// faulted back on request (docs/hmm.md). TODO(device THP): PMD migration entries plug in at
-// walk_pmd in hmm_range_fault.cc.
+// faulted back on request (docs/hmm.md); PMD migration entries (a THP under migration) read
+// as 0, or are waited for and walked again when a fault is requested.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,7 @@
 #include "migrate/device_kernel.h"
 #include "mm/anon_rmap.h"
 #include "mm/huge_memory.h"
+#include "mm/migration_entry.h"
 #include "mm/page_vma_mapped.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
@@ -40,42 +41,17 @@ using page::Page;
 
 constexpr MigratePfnFlags kMig = MigratePfnFlags::kMigrate;
 
-// Which migration entry replaces a mapping (try_to_migrate_one / collect).
-enum class MigrationKind : uint8_t { kRead, kReadExclusive, kWrite };
+using mm::MigrationKind;
 
 // VM_SPECIAL (include/linux/mm.h).
 constexpr mm::VmFlags kVmSpecial =
     mm::VmFlags::kIo | mm::VmFlags::kDontExpand | mm::VmFlags::kPfnMap | mm::VmFlags::kMixedMap;
 
 // make_{readable,readable_exclusive,writable}_migration_entry_from_page (series patches 6
-// and 9): the device-private migration types, holding the offset, for a dpas device-private
-// page; the RAM types holding the PFN for every other page (legacy device-private pages
-// included: their PFN lies in the physical window).
+// and 9): by the page's own numbering, an offset for a dpas device-private page.
 Softleaf make_migration_entry_from_page(const devmem::DeviceMemory& dm, arch::SoftleafFormat fmt,
                                         const Page* page, MigrationKind kind) {
-  if (devmem::page_has_device_private_offset(page)) {
-    const DevPrivOffset off = dm.device_private_page_to_offset(page);
-    switch (kind) {
-      case MigrationKind::kRead:
-        return MUST(arch::make_readable_migration_device_private_entry(fmt, off), "offset fits");
-      case MigrationKind::kReadExclusive:
-        return MUST(arch::make_readable_exclusive_migration_device_private_entry(fmt, off),
-                    "offset fits");
-      case MigrationKind::kWrite:
-        return MUST(arch::make_writable_migration_device_private_entry(fmt, off), "offset fits");
-    }
-  }
-  const Pfn pfn = dm.page_to_pfn(page);
-  switch (kind) {
-    case MigrationKind::kRead:
-      return MUST(arch::make_readable_migration_entry(fmt, pfn), "pfn fits");
-    case MigrationKind::kReadExclusive:
-      return MUST(arch::make_readable_exclusive_migration_entry(fmt, pfn), "pfn fits");
-    case MigrationKind::kWrite:
-      return MUST(arch::make_writable_migration_entry(fmt, pfn), "pfn fits");
-  }
-  assert(false && "unknown MigrationKind");
-  return Softleaf::none(fmt);
+  return mm::make_migration_entry(fmt, dm.page_to_pfn_or_offset(page), kind);
 }
 
 enum class Writable : bool { kNo, kYes };
@@ -112,6 +88,24 @@ WalkTarget walk_target(const devmem::DeviceMemory& dm, Folio folio, mm::PvmwFlag
   return {where, where.is_offset() ? base | mm::PvmwFlags::kDevicePrivate : base};
 }
 
+// `where` advanced by `i` pages, in its own numbering (the i-th page of a folio).
+arch::PfnOrOffset nth(arch::PfnOrOffset where, uint64_t i) {
+  return where.is_pfn() ? arch::PfnOrOffset::of_pfn(Pfn(where.raw_index() + i))
+                        : arch::PfnOrOffset::of_offset(DevPrivOffset(where.raw_index() + i));
+}
+
+// The index in `folio` of the page `vma` maps at `address` (the rmap walk's first address of
+// the folio in that VMA), and how many of the folio's pages the VMA holds from there on.
+struct FolioSpan {
+  uint64_t first;
+  uint64_t end;
+};
+FolioSpan folio_span(Folio folio, const mm::Vma& vma, VirtAddr address) {
+  const uint64_t first = vma.linear_page_index(address) - folio.index();
+  const uint64_t room = (vma.end - address) >> kPageShift;
+  return {first, std::min<uint64_t>(folio.nr_pages().raw(), first + room)};
+}
+
 uint64_t swap_word(const mm::Kernel& k, Softleaf leaf, SwpBit bits) {
   return MUST(k.codec().make_swap(EntryLevel::kPte, leaf, bits), "a valid softleaf encodes");
 }
@@ -120,17 +114,13 @@ uint64_t swap_word(const mm::Kernel& k, Softleaf leaf, SwpBit bits) {
 // remove_migration_ptes (mm/migrate.c): put `dst` (or `src` itself) back where `src` has a
 // migration entry, in every mm the rmap reaches.
 
-bool remove_migration_pte(const devmem::DeviceMemory& dm, Folio src, Folio dst, mm::Mm& mm,
-                          const mm::Vma& vma, VirtAddr address) {
+// One migration PTE of `src` (page `src_page`) becomes a mapping of `new_page` of `dst`.
+// REQUIRES: the page-table lock.
+void remove_migration_pte_one(const devmem::DeviceMemory& dm, Folio dst, Page* new_page,
+                              mm::Mm& mm, const mm::Vma& vma, const mm::PageVmaMapped& found) {
   mm::Kernel& k = mm.kernel();
-  const WalkTarget t = walk_target(dm, src, mm::PvmwFlags::kMigration);
-  SpinLocker guard(mm.page_table().lock());
-  const std::optional<mm::PageVmaMapped> found =
-      mm::page_vma_mapped_walk(mm, vma, address, t.where, t.flags);
-  if (!found) return true;
-  const DecodedEntry old = k.codec().decode(EntryLevel::kPte, found->entry);
+  const DecodedEntry old = k.codec().decode(EntryLevel::kPte, found.entry);
   const Softleaf leaf = old.leaf;
-  Page* new_page = dst.head();  // small folios: index 0
   page::folio_get(dst);
   // mk_pte(new, vm_page_prot), old unless the migration entry was young.
   Prot p = vma.page_prot;
@@ -161,7 +151,32 @@ bool remove_migration_pte(const devmem::DeviceMemory& dm, Folio src, Folio dst, 
                 "a page with a VMA protection encodes");
   }
   mm::folio_add_anon_rmap_pte(dst, new_page, exclusive);
-  found->pte.store(word);
+  found.pte.store(word);
+}
+
+// remove_migration_pte for every page of `src` that `vma` holds from `address` on: a PMD
+// migration entry becomes a PMD mapping of `dst` (remove_migration_pmd), each PTE one a PTE
+// mapping of the page of `dst` at the same index (dst small: src is small too, or dst is src).
+bool remove_migration_pte(const devmem::DeviceMemory& dm, Folio src, Folio dst, mm::Mm& mm,
+                          const mm::Vma& vma, VirtAddr address) {
+  assert((dst == src || dst.nr_pages() == src.nr_pages()) && "a migration changes no size");
+  const WalkTarget t = walk_target(dm, src, mm::PvmwFlags::kMigration);
+  const FolioSpan span = folio_span(src, vma, address);
+  SpinLocker guard(mm.page_table().lock());
+  for (uint64_t i = span.first; i < span.end; ++i) {
+    const VirtAddr a = address + (i - span.first) * kPageSize;
+    const std::optional<mm::PageVmaMapped> found =
+        mm::page_vma_mapped_walk(mm, vma, a, nth(t.where, i), t.flags);
+    if (!found) continue;
+    if (found->level == EntryLevel::kPmd) {
+      mm::remove_migration_pmd(mm, vma, found->pte, dst, dm.page_to_pfn_or_offset(dst.head()),
+                               devmem::folio_is_device_private(dst) ? mm::PmdTarget::kDevicePrivate
+                                                                    : mm::PmdTarget::kPresent);
+      // One PMD covers the folio in this VMA.
+      break;
+    }
+    remove_migration_pte_one(dm, dst, dst.head() + i, mm, vma, *found);
+  }
   return true;
 }
 
@@ -176,68 +191,82 @@ void remove_migration_ptes(mm::Kernel& k, const devmem::DeviceMemory& dm, Folio 
 // migration entry. Returns with folio_mapped() false unless some mapping could not be
 // replaced (a pinned anon-exclusive page).
 
+// One PTE mapping `page` of `folio` becomes a migration entry. Returns whether it did (a
+// pinned anon-exclusive page is put back and stops the walk: *keep_going false).
+// REQUIRES: the page-table lock.
+bool try_to_migrate_pte(const devmem::DeviceMemory& dm, Folio folio, Page* page, mm::Mm& mm,
+                        const mm::PageVmaMapped& found, bool* keep_going) {
+  mm::Kernel& k = mm.kernel();
+  const bool anon_exclusive = folio.is_anon() && mm::page_anon_exclusive(page);
+  // ptep_clear_flush for a present PTE, pte_clear for a device-private entry.
+  const uint64_t pteval = found.pte.exchange(0);
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPte, pteval);
+  const bool present = d.kind == DecodedEntry::Kind::kPresent;
+  if (present) mm.flush_tlb_range(found.address, found.address + kPageSize);
+  if (present && arch::has(d.prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
+  const arch::SoftleafFormat fmt = k.softleaf_format();
+  if (devmem::folio_is_device_private(folio)) {
+    if (anon_exclusive)
+      MUST(folio_try_share_anon_rmap_pte(folio, page), "device-private pages are never pinned");
+    const MigrationKind kind = arch::softleaf_is_device_private_write(d.leaf)
+                                   ? MigrationKind::kWrite
+                               : anon_exclusive ? MigrationKind::kReadExclusive
+                                                : MigrationKind::kRead;
+    const Softleaf leaf = make_migration_entry_from_page(dm, fmt, page, kind);
+    found.pte.store(swap_word(k, leaf, d.swp_bits & (SwpBit::kSoftDirty | SwpBit::kUffdWp)));
+  } else if (anon_exclusive && folio_try_share_anon_rmap_pte(folio, page).is_error()) {
+    found.pte.store(pteval);  // pinned: put the mapping back and stop
+    *keep_going = false;
+    return false;
+  } else {
+    assert(present && "a RAM or coherent folio is mapped by present PTEs");
+    const MigrationKind kind = arch::has(d.prot, Prot::kWrite) ? MigrationKind::kWrite
+                               : anon_exclusive               ? MigrationKind::kReadExclusive
+                                                              : MigrationKind::kRead;
+    Softleaf leaf = make_migration_entry_from_page(dm, fmt, page, kind);
+    if (arch::has(d.prot, Prot::kAccessed)) leaf = arch::make_migration_entry_young(leaf);
+    if (arch::has(d.prot, Prot::kDirty)) leaf = arch::make_migration_entry_dirty(leaf);
+    SwpBit bits = SwpBit::kNone;
+    if (arch::has(d.prot, Prot::kSoftDirty)) bits = bits | SwpBit::kSoftDirty;
+    if (arch::has(d.prot, Prot::kUffdWp)) bits = bits | SwpBit::kUffdWp;
+    found.pte.store(swap_word(k, leaf, bits));
+  }
+  mm::folio_remove_rmap_pte(folio, page);
+  return true;
+}
+
+// try_to_migrate_one for every page of `folio` that `vma` holds from `address` on: a PMD
+// mapping (THP, device THP) becomes one PMD migration entry (set_pmd_migration_entry), each
+// PTE mapping a PTE migration entry.
 bool try_to_migrate_one(const devmem::DeviceMemory& dm, Folio folio, mm::Mm& mm,
                         const mm::Vma& vma, VirtAddr address) {
-  mm::Kernel& k = mm.kernel();
   const WalkTarget t = walk_target(dm, folio, mm::PvmwFlags::kNone);
+  const FolioSpan span = folio_span(folio, vma, address);
   // MMU_NOTIFY_CLEAR without an owner: every secondary MMU drops its translation.
-  const mm::MmuNotifierRange range =
-      mm.notifier_range(mm::MmuNotifyEvent::kClear, address, address + kPageSize);
+  const mm::MmuNotifierRange range = mm.notifier_range(
+      mm::MmuNotifyEvent::kClear, address, address + (span.end - span.first) * kPageSize);
   mm.invalidate_range_start(range);
-  bool removed = false;
+  int removed = 0;
   bool keep_going = true;
   {
     SpinLocker guard(mm.page_table().lock());
-    const std::optional<mm::PageVmaMapped> found =
-        mm::page_vma_mapped_walk(mm, vma, address, t.where, t.flags);
-    // A PMD mapping (a device-private THP) needs set_pmd_migration_entry, which dpmm does
-    // not model yet (docs/migrate.md): leave it mapped, so the folio is not migrated.
-    if (found && found->level == EntryLevel::kPmd) {
-      keep_going = false;
-    } else if (found) {
-      Page* page = folio.head();
-      const bool anon_exclusive = folio.is_anon() && mm::page_anon_exclusive(page);
-      // ptep_clear_flush for a present PTE, pte_clear for a device-private entry.
-      const uint64_t pteval = found->pte.exchange(0);
-      const DecodedEntry d = k.codec().decode(EntryLevel::kPte, pteval);
-      const bool present = d.kind == DecodedEntry::Kind::kPresent;
-      if (present) mm.flush_tlb_range(address, address + kPageSize);
-      if (present && arch::has(d.prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
-      const arch::SoftleafFormat fmt = k.softleaf_format();
-      if (devmem::folio_is_device_private(folio)) {
-        if (anon_exclusive)
-          MUST(folio_try_share_anon_rmap_pte(folio, page), "device-private pages are never pinned");
-        const MigrationKind kind = arch::softleaf_is_device_private_write(d.leaf)
-                                       ? MigrationKind::kWrite
-                                   : anon_exclusive ? MigrationKind::kReadExclusive
-                                                    : MigrationKind::kRead;
-        const Softleaf leaf = make_migration_entry_from_page(dm, fmt, page, kind);
-        found->pte.store(
-            swap_word(k, leaf, d.swp_bits & (SwpBit::kSoftDirty | SwpBit::kUffdWp)));
-        removed = true;
-      } else if (anon_exclusive && folio_try_share_anon_rmap_pte(folio, page).is_error()) {
-        found->pte.store(pteval);  // pinned: put the mapping back and stop
-        keep_going = false;
-      } else {
-        assert(present && "a RAM or coherent folio is mapped by present PTEs");
-        const MigrationKind kind = arch::has(d.prot, Prot::kWrite) ? MigrationKind::kWrite
-                                   : anon_exclusive               ? MigrationKind::kReadExclusive
-                                                                  : MigrationKind::kRead;
-        Softleaf leaf = make_migration_entry_from_page(dm, fmt, page, kind);
-        if (arch::has(d.prot, Prot::kAccessed)) leaf = arch::make_migration_entry_young(leaf);
-        if (arch::has(d.prot, Prot::kDirty)) leaf = arch::make_migration_entry_dirty(leaf);
-        SwpBit bits = SwpBit::kNone;
-        if (arch::has(d.prot, Prot::kSoftDirty)) bits = bits | SwpBit::kSoftDirty;
-        if (arch::has(d.prot, Prot::kUffdWp)) bits = bits | SwpBit::kUffdWp;
-        found->pte.store(swap_word(k, leaf, bits));
-        removed = true;
+    for (uint64_t i = span.first; i < span.end && keep_going; ++i) {
+      const VirtAddr a = address + (i - span.first) * kPageSize;
+      const std::optional<mm::PageVmaMapped> found =
+          mm::page_vma_mapped_walk(mm, vma, a, nth(t.where, i), t.flags);
+      if (!found) continue;
+      if (found->level == EntryLevel::kPmd) {
+        // The PMD's reference goes inside; a pinned exclusive THP stays mapped.
+        if (mm::set_pmd_migration_entry(mm, found->address, found->pte, folio).is_error())
+          keep_going = false;
+        break;
       }
-      if (removed) mm::folio_remove_rmap_pte(folio, page);
+      if (try_to_migrate_pte(dm, folio, folio.head() + i, mm, *found, &keep_going)) ++removed;
     }
   }
   mm.invalidate_range_end(range);
-  // The mapping's reference; the migration holds another, so this never frees the folio.
-  if (removed) page::folio_put(folio);
+  // The mappings' references; the migration holds another, so this never frees the folio.
+  for (int i = 0; i < removed; ++i) page::folio_put(folio);
   return keep_going;
 }
 
@@ -254,8 +283,6 @@ void try_to_migrate(mm::Kernel& k, const devmem::DeviceMemory& dm, Folio folio) 
 bool migrate_vma_check_page(Page* page, const Page* fault_page) {
   Folio folio = page::page_folio(page);
   int extra = 1 + (page == fault_page ? 1 : 0);
-  // TODO(THP): large folios are refused, as the kernel's FIXME does.
-  if (folio.is_large()) return false;
   if (folio.is_zone_device()) ++extra;
   // File-backed folios (a page-cache reference, + private) are not collected in dpmm.
   return folio.ref_count() - extra <= folio.mapcount();
@@ -268,13 +295,19 @@ uint64_t migrate_device_unmap(mm::Kernel& k, const devmem::DeviceMemory& dm,
   const Page* fault_folio = fault_page != nullptr ? page::page_folio(fault_page).head() : nullptr;
   uint64_t unmapped = 0;
   uint64_t restore = 0;
-  for (MigratePfn& e : src) {
+  for (size_t i = 0; i < src.size();) {
+    MigratePfn& e = src[i];
     Page* page = migrate_pfn_to_page(dm, e);
     if (page == nullptr) {
       if (e.is_migrate()) ++unmapped;
+      ++i;
       continue;
     }
     Folio folio = page::page_folio(page);
+    // A large folio is one entry; the entries of its other pages are empty.
+    const uint64_t nr = folio.nr_pages().raw();
+    if (nr > 1) e.set(MigratePfnFlags::kCompound);
+    i += nr;
     // dpmm has no LRU: the kernel isolates RAM folios here (taking a reference) and drops
     // the collect reference; the count is the same either way.
     if (folio.mapcount() > 0) try_to_migrate(k, dm, folio);
@@ -307,7 +340,9 @@ struct Collector {
   mm::Kernel& k;
   const devmem::DeviceMemory& dm;
   MigrateVma& args;
-  const Page* fault_folio;  // head of the fault folio, or null
+  // Head of the fault folio, or null. A split of the fault folio moves the fault path's lock
+  // and reference to the fault page's new folio and updates this.
+  const Page* fault_folio;
 
   void emit(MigratePfn mpfn) {
     args.dst[args.npages] = MigratePfn();
@@ -448,12 +483,22 @@ struct Collector {
     split_collected_folio(folio);
   }
 
-  // migrate_vma_split_folio: split_folio under the folio lock; the fault folio is already
-  // locked and referenced by the fault path, whose reference serves as the caller's.
+  // migrate_vma_split_folio: split_folio under the folio lock (a trylock: contention leaves
+  // the folio large and its pages skipped). The fault folio is already locked and referenced
+  // by the fault path, whose reference serves as the caller's; after the split its lock and
+  // reference move to the folio that now holds the fault page, which the fault path unlocks
+  // and puts (unlock_page(vmf->page)).
   void split_collected_folio(Folio folio) {
-    const bool is_fault = fault_folio == folio.head();
-    if (is_fault) {
-      (void)mm::split_folio(k, folio);
+    if (fault_folio == folio.head()) {
+      if (mm::split_folio(k, folio).is_error()) return;
+      const Folio now = page::page_folio(args.fault_page);
+      if (now != folio) {
+        page::folio_get(now);
+        page::folio_lock(now);
+        page::folio_unlock(folio);
+        page::folio_put(folio);
+      }
+      fault_folio = now.head();
       return;
     }
     if (!page::folio_try_get(folio)) return;
@@ -464,24 +509,20 @@ struct Collector {
     page::folio_put(folio);
   }
 
-  // migrate_vma_collect_huge_pmd for a device-private PMD (a device THP) without
-  // SELECT_COMPOUND: one of the caller's (SELECT_DEVICE_PRIVATE, its owner) is split, the
-  // PMD into 512 device-private PTEs, then the folio (zone_device_private_split_cb gives the
-  // new folios their pagemap), and collected page by page; any other is skipped. False when
-  // skipped.
-  bool collect_split_device_pmd(mm::EntrySlot pmd, VirtAddr addr) {
-    const uint64_t word = pmd.load();
-    if (!has(args.flags, MigrateVmaSelect::kDevicePrivate)) return false;
-    Page* head = mm::device_private_pmd_page(k, mm::softleaf_from_pmd(k, word));
-    if (head == nullptr || devmem::page_pgmap(head)->owner() != args.pgmap_owner) return false;
+  // The split fallback of migrate_vma_collect_huge_pmd for a device THP of the caller's: the
+  // PMD becomes 512 device-private PTEs, then the folio splits (zone_device_private_split_cb
+  // gives the new folios their pagemap), and the pages are collected one by one.
+  // REQUIRES: the caller checked the select flags and the owner.
+  void collect_split_device_pmd(mm::EntrySlot pmd, VirtAddr addr, Page* head) {
     mm::split_huge_pmd(mm, *args.vma, pmd, addr);
     split_collected_folio(page::page_folio(head));
-    return true;
   }
 
   // The large-folio case of migrate_vma_collect_pmd (migrate_vma_split_folio, then rescan):
-  // every PTE-mapped large system folio in [start, end) is split before the scan proper. A
-  // folio that does not split stays large and its pages are skipped.
+  // every PTE-mapped large folio in [start, end) that would be collected (a system folio
+  // under SELECT_SYSTEM, a device-private folio of the caller's under SELECT_DEVICE_PRIVATE)
+  // is split before the scan proper. A folio that does not split stays large and its pages
+  // are skipped.
   void split_large_folios(mm::EntrySlot pmd, VirtAddr start, VirtAddr end) {
     mm::PageTable& pt = mm.page_table();
     std::vector<Folio> large;
@@ -491,17 +532,33 @@ struct Collector {
         const std::optional<mm::EntrySlot> ptep = pt.pte_offset(pmd, a);
         if (!ptep) return;
         const DecodedEntry d = k.codec().decode(EntryLevel::kPte, ptep->load());
-        if (d.kind != DecodedEntry::Kind::kPresent) continue;
-        Page* page = mm::vm_normal_page(k, d);
-        if (page == nullptr || page->is_zone_device() || !page->is_compound()) continue;
+        Page* page = nullptr;
+        if (d.kind == DecodedEntry::Kind::kPresent) {
+          if (!has(args.flags, MigrateVmaSelect::kSystem)) continue;
+          page = mm::vm_normal_page(k, d);
+          if (page == nullptr || page->is_zone_device()) continue;
+        } else if (d.kind == DecodedEntry::Kind::kSwap && arch::softleaf_is_device_private(d.leaf)) {
+          if (!has(args.flags, MigrateVmaSelect::kDevicePrivate)) continue;
+          Result<Page*> p = dm.device_private_entry_to_page(d.leaf);
+          if (p.is_error() || devmem::page_pgmap(*p)->owner() != args.pgmap_owner) continue;
+          page = *p;
+        } else {
+          continue;
+        }
+        if (!page->is_compound()) continue;
         Folio folio = page::page_folio(page);
         if (!folio.is_anon() || std::find(large.begin(), large.end(), folio) != large.end())
           continue;
-        page::folio_get(folio);  // the PTE's reference keeps it alive under the lock
+        page::folio_get(folio);  // the entry's reference keeps it alive under the lock
         large.push_back(folio);
       }
     }
     for (Folio folio : large) {
+      if (fault_folio == folio.head()) {
+        page::folio_put(folio);  // the fault path's reference is the split's
+        split_collected_folio(folio);
+        continue;
+      }
       if (page::folio_trylock(folio)) {
         (void)mm::split_folio(k, folio);
         page::folio_unlock(folio);
@@ -510,31 +567,97 @@ struct Collector {
     }
   }
 
+  enum class HugeCollect : uint8_t { kCollected, kSkipped, kFallback };
+
+  // migrate_vma_collect_huge_pmd's MIGRATE_VMA_SELECT_COMPOUND path for a THP or device THP
+  // whose PMD (read as `word`) covers [start, start + 2 MiB): the folio is referenced,
+  // locked (trylock; the fault folio already is) and its PMD becomes a migration entry; one
+  // src entry MIGRATE|COMPOUND (|WRITE when the PMD was writable) stands for the whole
+  // folio and the other 511 are empty. kSkipped: lock contention (the range is skipped);
+  // kFallback: the PMD changed meanwhile or the folio may be pinned (split instead).
+  HugeCollect collect_huge_pmd(mm::EntrySlot pmd, VirtAddr start, uint64_t word, Page* head,
+                               bool write) {
+    Folio folio = page::page_folio(head);
+    const bool is_fault = fault_folio == folio.head();
+    MigratePfn mpfn = migrate_pfn_from_page(dm, head) | kMig | MigratePfnFlags::kCompound;
+    if (write) mpfn = mpfn | MigratePfnFlags::kWrite;
+    {
+      SpinLocker guard(mm.page_table().lock());
+      if (pmd.load() != word) return HugeCollect::kFallback;
+      page::folio_get(folio);
+      if (!is_fault && !page::folio_trylock(folio)) {
+        page::folio_put(folio);
+        return HugeCollect::kSkipped;
+      }
+      if (mm::set_pmd_migration_entry(mm, start, pmd, folio).is_ok()) {
+        ++args.cpages;
+        emit(mpfn);
+        for (uint64_t i = 1; i < mm::kHpagePmdNr; ++i) emit(MigratePfn());
+        return HugeCollect::kCollected;
+      }
+    }
+    if (!is_fault) page::folio_unlock(folio);
+    page::folio_put(folio);
+    return HugeCollect::kFallback;
+  }
+
+  void skip(VirtAddr start, VirtAddr end) {
+    for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
+  }
+
+  // collect_huge_pmd, with a skipped range filled in: true when the 2 MiB is done with
+  // (collected or skipped), false when the caller falls back to splitting.
+  bool collected_whole(mm::EntrySlot pmd, VirtAddr start, uint64_t word, Page* head,
+                       bool write) {
+    switch (collect_huge_pmd(pmd, start, word, head, write)) {
+      case HugeCollect::kCollected:
+        return true;
+      case HugeCollect::kSkipped:
+        skip(start, start + mm::kHpagePmdSize);
+        return true;
+      case HugeCollect::kFallback:
+        return false;
+    }
+    return false;
+  }
+
   // migrate_vma_collect_pmd over [start, end), inside one PMD.
   void collect_pmd(mm::EntrySlot pmd, VirtAddr start, VirtAddr end) {
     mm::PageTable& pt = mm.page_table();
-    if (mm::pmd_trans_huge(k, pmd.load())) {
-      // migrate_vma_collect_huge_pmd without MIGRATE_VMA_SELECT_COMPOUND (TODO(device THP)):
-      // a system THP needs SELECT_SYSTEM; otherwise it is split (the PMD, then the folio
-      // under its lock) and collected page by page. The huge zero PMD splits into zero-page
-      // PTEs, which collect as holes, as the kernel's hole handling of it does.
-      if (!has(args.flags, MigrateVmaSelect::kSystem)) {
-        for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
+    const uint64_t word = pmd.load();
+    // migrate_vma_collect_huge_pmd: whole-PMD collection needs SELECT_COMPOUND and a range
+    // that covers the PMD.
+    const bool whole = has(args.flags, MigrateVmaSelect::kCompound) &&
+                       start.is_aligned(mm::kHpagePmdSize) && end == start + mm::kHpagePmdSize;
+    if (const std::optional<DecodedEntry> d = mm::pmd_trans_huge(k, word)) {
+      // A system THP needs SELECT_SYSTEM. The huge zero folio is a hole (a per-page insert
+      // splits it later). Otherwise a whole THP is collected as one entry, or split (the
+      // PMD, then the folio under its lock) and collected page by page.
+      if (!has(args.flags, MigrateVmaSelect::kSystem)) return skip(start, end);
+      Page* head = mm::vm_normal_page_pmd(k, *d);
+      if (head == nullptr) return hole(start, end);
+      if (whole && collected_whole(pmd, start, word, head, arch::has(d->prot, Prot::kWrite)))
         return;
-      }
       collect_split_huge_pmd(pmd, start);
-    } else if (mm::pmd_is_device_private_entry(k, pmd.load()) &&
-               !collect_split_device_pmd(pmd, start)) {
-      for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
-      return;
+    } else if (mm::pmd_is_device_private_entry(k, word)) {
+      // A device THP of the caller's (SELECT_DEVICE_PRIVATE, its owner): as above; any other
+      // is skipped.
+      const Softleaf leaf = mm::softleaf_from_pmd(k, word);
+      Page* head = mm::device_private_pmd_page(k, leaf);
+      if (!has(args.flags, MigrateVmaSelect::kDevicePrivate) || head == nullptr ||
+          devmem::page_pgmap(head)->owner() != args.pgmap_owner)
+        return skip(start, end);
+      if (whole &&
+          collected_whole(pmd, start, word, head, arch::softleaf_is_device_private_write(leaf)))
+        return;
+      collect_split_device_pmd(pmd, start, head);
     }
     if (!pt.pte_offset(pmd, start)) {
-      // A PMD device-private or migration entry (device THP, not modelled): skip the range
-      // as the kernel does when it cannot split.
-      for (VirtAddr a = start; a < end; a += kPageSize) emit(MigratePfn());
-      return;
+      // A PMD migration entry (another migration's THP), or a leaf that did not split: the
+      // kernel skips what is not a device-private entry.
+      return skip(start, end);
     }
-    if (has(args.flags, MigrateVmaSelect::kSystem)) split_large_folios(pmd, start, end);
+    split_large_folios(pmd, start, end);
     bool unmapped = false;
     SpinLocker guard(pt.lock());
     for (VirtAddr a = start; a < end; a += kPageSize) {
@@ -575,8 +698,12 @@ void migrate_vma_insert_page(mm::Mm& mm, const devmem::DeviceMemory& dm, const M
   if (!vma.is_anonymous()) return abort();
   Result<mm::EntrySlot> pmd = mm.page_table().walk_pmd_alloc(addr);
   if (pmd.is_error()) return abort();
-  // EEXIST for a PMD leaf: a THP faulted in since collection (the kernel splits only a huge
-  // zero PMD here; collection already split those): not migrated.
+  // The huge zero folio (collected as a hole) splits into zero-page PTEs, which the insert
+  // then replaces; any other leaf (a THP faulted in since collection) is left alone.
+  if (const std::optional<DecodedEntry> leaf = mm::pmd_trans_huge(k, pmd->load())) {
+    if (!mm::is_huge_zero_pmd(k, *leaf)) return abort();
+    mm::split_huge_pmd(mm, vma, *pmd, addr);
+  }
   Result<mm::EntrySlot> ptep = mm.page_table().pte_alloc(*pmd, addr);
   if (ptep.is_error()) return abort();
   mm.anon_vma_prepare(vma);
@@ -655,23 +782,30 @@ void migrate_vma_insert_huge_pmd_page(mm::Mm& mm, const devmem::DeviceMemory& dm
                  "an order-9 folio with a VMA protection encodes as a PMD leaf");
   }
   bool mapped = false;
+  bool replaced_zero = false;
   {
     SpinLocker guard(mm.page_table().lock());
-    // Only a none PMD takes the folio (a huge zero PMD was split while collecting).
-    if (pmd->load() == 0 && !has(vma.flags, mm::VmFlags::kUffdMissing)) {
+    // A none PMD, or the huge zero folio's (which keeps its deposited table), takes the folio.
+    const uint64_t old = pmd->load();
+    const std::optional<DecodedEntry> leaf = mm::pmd_trans_huge(k, old);
+    replaced_zero = leaf && mm::is_huge_zero_pmd(k, *leaf);
+    if ((old == 0 || replaced_zero) && !has(vma.flags, mm::VmFlags::kUffdMissing)) {
       mapped = true;
-        mm.add_rss(mm::RssMember::kAnonPages, static_cast<int64_t>(mm::kHpagePmdNr));
+      mm.add_rss(mm::RssMember::kAnonPages, static_cast<int64_t>(mm::kHpagePmdNr));
       mm::folio_add_new_anon_rmap(folio, vma, addr, mm::RmapExclusive::kYes,
                                   mm::RmapLevel::kPmd);
       page::folio_get(folio);  // the mapping's reference
-      mm.page_table().deposit_table(addr, *table);
+      if (replaced_zero) {
+        pmd->exchange(0);  // pmdp_invalidate, then the flush below
+        mm.flush_tlb_range(addr, addr + mm::kHpagePmdSize);
+      } else {
+        mm.page_table().deposit_table(addr, *table);
+      }
       pmd->store(entry);
     }
   }
-  if (!mapped) {
-    page::folio_put(*table);
-    abort();
-  }
+  if (!mapped || replaced_zero) page::folio_put(*table);  // pte_free
+  if (!mapped) abort();
 }
 
 // folio_migrate_mapping for an anonymous (or unmapped) folio: no reference beyond the
@@ -700,6 +834,28 @@ void folio_migrate_flags(Folio newfolio, Folio folio) {
   } else if (folio.head()->test_and_clear_flag(PageFlag::kUnevictable)) {
     newfolio.set_flag(PageFlag::kUnevictable);
   }
+}
+
+// migrate_vma_split_unmapped_folio: the collected THP at src[idx] (locked, unmapped: a PMD
+// migration entry wherever it was mapped) splits: every migration PMD into 512 migration
+// PTEs (in each mm the rmap finds: a forked child may hold one too), then the folio into 512
+// locked order-0 folios; src[idx..idx+511] become one entry per page with the same flags,
+// COMPOUND cleared. EAGAIN when the folio has references beyond the migration's (and the
+// fault path's).
+Status migrate_vma_split_unmapped_folio(mm::Kernel& k, std::span<MigratePfn> src, size_t idx,
+                                        Folio folio, const Page* fault_page) {
+  mm::rmap_walk(k, folio, [&](mm::Mm& m, const mm::Vma& vma, VirtAddr address) {
+    mm::split_huge_pmd_address(m, vma, address);
+    return true;
+  });
+  const bool holds_fault = fault_page != nullptr && folio.contains(fault_page);
+  TRY(mm::folio_split_unmapped(k, folio, 1 + (holds_fault ? 1 : 0)));
+  src[idx].clear(MigratePfnFlags::kCompound);
+  const arch::PfnOrOffset where = src[idx].pfn_or_offset();
+  const MigratePfnFlags flags = src[idx].flags();
+  for (size_t j = 1; j < mm::kHpagePmdNr && idx + j < src.size(); ++j)
+    src[idx + j] = MigratePfn::migrate_pfn(nth(where, j)) | flags;
+  return ok();
 }
 
 // __migrate_device_pages. `args` is null for migrate_device_pages (no vma: no holes).
@@ -768,6 +924,18 @@ void migrate_device_pages_impl(mm::Kernel& k, const devmem::DeviceMemory& dm,
     }
     Folio newfolio = page::page_folio(newpage);
     Folio folio = page::page_folio(page);
+    // A whole THP (one COMPOUND src entry) whose dst is small pages: the folio splits and the
+    // entry becomes 512 (migrate_vma_split_unmapped_folio); without a vma it stays put.
+    size_t nr = 1;
+    if (src[i].is_migrate() && src[i].has(MigratePfnFlags::kCompound) &&
+        !dst[i].has(MigratePfnFlags::kCompound)) {
+      if (args == nullptr ||
+          migrate_vma_split_unmapped_folio(k, src, i, folio, args->fault_page).is_error()) {
+        src[i].clear(kMig | MigratePfnFlags::kCompound);
+        continue;
+      }
+      nr = std::min<size_t>(mm::kHpagePmdNr, src.size() - i);
+    }
     const bool has_mapping = folio.mapping_word() != 0;
     if (devmem::folio_is_device_private(newfolio) || devmem::folio_is_device_coherent(newfolio)) {
       // Only anonymous memory moves to device memory; dpmm has no swap cache to drop
@@ -786,15 +954,25 @@ void migrate_device_pages_impl(mm::Kernel& k, const devmem::DeviceMemory& dm,
       continue;
     }
     assert(!folio.test_flag(page::PageFlag::kWriteback) && "writeback folio under migration");
-    const int extra = args != nullptr && args->fault_page == page ? 1 : 0;
-    if (folio_migrate_mapping(newfolio, folio, extra).is_error()) {
-      src[i].clear(kMig);
-    } else {
-      folio_migrate_flags(newfolio, folio);
+    for (size_t j = 0; j < nr; ++j) {
+      Page* sp = migrate_pfn_to_page(dm, src[i + j]);
+      Page* np = migrate_pfn_to_page(dm, dst[i + j]);
+      if (np == nullptr) {
+        src[i + j].clear(kMig);
+        continue;
+      }
+      // The fault path's reference is on the fault page's folio only (the kernel counts it
+      // for every piece of a split THP; dpmm for the piece that holds it, docs/migrate.md).
+      const int extra = args != nullptr && args->fault_page == sp ? 1 : 0;
+      if (folio_migrate_mapping(page::page_folio(np), page::page_folio(sp), extra).is_error()) {
+        src[i + j].clear(kMig);
+      } else {
+        folio_migrate_flags(page::page_folio(np), page::page_folio(sp));
+      }
     }
+    i += nr - 1;
   }
   if (range) mm->invalidate_range_end(*range);
-  (void)k;
 }
 
 // __migrate_device_finalize.
@@ -850,6 +1028,21 @@ MigratePfn migrate_device_pfn_lock(const devmem::DeviceMemory& dm, arch::PfnOrOf
     return MigratePfn();
   }
   return MigratePfn::migrate_pfn(where) | kMig;
+}
+
+// One step of migrate_device_range/pfns at src[i] for the page at `where`: the locked head
+// of an allocated folio, COMPOUND when large with the entries of its other pages emptied
+// (they are skipped), or 0. Returns how many entries it filled.
+size_t migrate_device_lock_one(const devmem::DeviceMemory& dm, std::span<MigratePfn> src,
+                               size_t i, arch::PfnOrOffset where) {
+  src[i] = migrate_device_pfn_lock(dm, where);
+  if (!src[i].is_valid()) return 1;
+  const Folio folio = page::page_folio(migrate_pfn_to_page(dm, src[i]));
+  const size_t nr = std::min<size_t>(folio.nr_pages().raw(), src.size() - i);
+  if (nr == 1) return 1;
+  src[i].set(MigratePfnFlags::kCompound);
+  for (size_t j = 1; j < nr; ++j) src[i + j] = MigratePfn();
+  return nr;
 }
 
 // The finalize tracepoints: how many entries are migrating (the per-page success bit after
@@ -950,21 +1143,20 @@ Status migrate_device_range(mm::Kernel& kernel, std::span<MigratePfn> src,
     return make_error(Errno::kEINVAL, "migrate_device_range: src holds {} entries, {} needed",
                       src.size(), npages);
   const devmem::DeviceMemory& dm = device_memory_of(kernel);
-  for (uint64_t i = 0; i < npages; ++i) {
-    const arch::PfnOrOffset where =
-        start.is_offset()
-            ? arch::PfnOrOffset::of_offset(DevPrivOffset(start.raw_index() + i))
-            : arch::PfnOrOffset::of_pfn(Pfn(start.raw_index() + i));
-    src[i] = migrate_device_pfn_lock(dm, where);
-  }
+  for (uint64_t i = 0; i < npages;) i += migrate_device_lock_one(dm, src.first(npages), i, nth(start, i));
   migrate_device_unmap(kernel, dm, src.first(npages), nullptr);
   return ok();
 }
 
 Status migrate_device_pfns(mm::Kernel& kernel, std::span<MigratePfn> src) {
   const devmem::DeviceMemory& dm = device_memory_of(kernel);
-  for (MigratePfn& e : src)
-    e = e.is_valid() ? migrate_device_pfn_lock(dm, e.pfn_or_offset()) : MigratePfn();
+  for (size_t i = 0; i < src.size();) {
+    if (!src[i].is_valid()) {
+      src[i++] = MigratePfn();
+      continue;
+    }
+    i += migrate_device_lock_one(dm, src, i, src[i].pfn_or_offset());
+  }
   migrate_device_unmap(kernel, dm, src, nullptr);
   return ok();
 }

@@ -31,9 +31,15 @@
 //   else READ; young/dirty kept in the entry.
 // A CPU access that meets one waits on the folio lock (mm's migration_entry_wait) and retries.
 //
-// Large folios (THP): the only kCompound src entry produced is a whole-PMD hole under
-// kCompound (an order-9 kCompound dst is then mapped by one PMD; small dst pages split it);
-// a kCompound dst for a small src is "not migrated", as the kernel does (docs/migrate.md).
+// Large folios (THP, MIGRATE_VMA_SELECT_COMPOUND, kernel-baseline §9): with kCompound and a
+// range that covers a whole PMD, a PMD-mapped THP or device THP is collected as one
+// src entry MIGRATE|COMPOUND (the other 511 empty) and its PMD becomes a PMD migration entry;
+// so is a whole-PMD hole (no page) and the huge zero folio. An order-9 kCompound dst is then
+// mapped by one PMD (a present leaf, or a device-private PMD); small dst pages split the
+// source first (migrate_vma_split_unmapped_folio: the migration PMD into 512 migration PTEs,
+// the folio into 512 locked order-0 folios) or fill a hole page by page. A kCompound dst for
+// a small src is not migrated. Without kCompound (or for part of a PMD) a THP is split and
+// collected page by page. migrate_device_range/pfns mark a large device folio kCompound.
 #pragma once
 
 #include <cstdint>
@@ -58,7 +64,7 @@ enum class MigrateVmaSelect : uint8_t {
   kSystem = 1,          // MIGRATE_VMA_SELECT_SYSTEM: RAM pages, the zero page, holes
   kDevicePrivate = 2,   // MIGRATE_VMA_SELECT_DEVICE_PRIVATE: pages of pgmap_owner's pagemaps
   kDeviceCoherent = 4,  // MIGRATE_VMA_SELECT_DEVICE_COHERENT: same, coherent pagemaps
-  kCompound = 8,        // MIGRATE_VMA_SELECT_COMPOUND: PMD granularity (holes only so far)
+  kCompound = 8,        // MIGRATE_VMA_SELECT_COMPOUND: whole THPs and holes at PMD granularity
 };
 DPMM_FLAG_OPS(MigrateVmaSelect)
 

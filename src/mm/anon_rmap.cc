@@ -83,6 +83,15 @@ void folio_remove_rmap_pmd(page::Folio folio) {
   assert(large >= -1 && "large mapcount underflow");
 }
 
+void folio_add_anon_rmap_pmd(page::Folio folio, RmapExclusive exclusive) {
+  assert(folio.is_large() && folio.order().raw() == kHpagePmdOrder && "a PMD maps a THP");
+  const int32_t now = folio.entire_mapcount_raw().fetch_add(1, std::memory_order_acq_rel) + 1;
+  if (now == 0) folio.nr_pages_mapped_raw().fetch_add(kEntirelyMapped, std::memory_order_acq_rel);
+  folio.large_mapcount_raw().fetch_add(1, std::memory_order_acq_rel);
+  // PageAnonExclusive of a PMD mapping lives on the head page.
+  if (exclusive == RmapExclusive::kYes) folio.set_flag(page::PageFlag::kAnonExclusive);
+}
+
 Status folio_try_dup_anon_rmap_pmd(page::Folio folio, MaybePinned maybe_pinned) {
   assert(folio.is_large() && folio.is_anon() && "fork dups the PMD of an anon THP");
   if (folio.test_flag(page::PageFlag::kAnonExclusive)) {

@@ -55,6 +55,9 @@ void folio_add_anon_rmap_ptes(page::Folio folio, page::Page* page, uint64_t nr,
                               RmapExclusive exclusive);
 // folio_remove_rmap_pmd: a PMD no longer maps the folio (caller owns the reference).
 void folio_remove_rmap_pmd(page::Folio folio);
+// folio_add_anon_rmap_pmd: a PMD maps an existing anon THP again (remove_migration_pmd).
+// REQUIRES: PMD order; the caller holds the reference the PMD will own.
+void folio_add_anon_rmap_pmd(page::Folio folio, RmapExclusive exclusive);
 // folio_try_dup_anon_rmap_pmd: fork's child PMD maps the folio too. EBUSY (nothing changed)
 // when the head is exclusive and the folio may be pinned.
 Status folio_try_dup_anon_rmap_pmd(page::Folio folio, MaybePinned maybe_pinned);

@@ -268,14 +268,17 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
   } else if (pmd_is_device_private_entry(mm.kernel(), orig_pmd)) {
     // A device-private THP (__handle_mm_fault's non-present PMD branch).
     return do_huge_pmd_device_private(vmf, *pmd, orig_pmd);
+  } else if (pmd_is_migration_entry(mm.kernel(), orig_pmd)) {
+    // A THP under migration: wait for it, then retry.
+    return pmd_migration_entry_wait(vmf, *pmd, orig_pmd);
   }
   Result<EntrySlot> pte = mm.page_table().pte_alloc(*pmd, vmf.address);
   if (pte.is_error()) {
     if (pte.error().code() == Errno::kENOMEM) return oom("no page for a PTE table");
     // A PMD leaf that appeared meanwhile: retry the fault at the PMD level.
+    // A PMD leaf or swap entry that appeared meanwhile: retry at the PMD level.
     if (pmd_is_huge(mm.kernel(), pmd->load())) return {FaultOutcome::kRetry, "PMD leaf raced"};
-    // A PMD swap entry (device-private THP, PMD migration entry): not modelled.
-    return sigbus("PMD swap entries are not modelled");
+    return sigbus("a PMD entry that is neither a table nor a leaf");
   }
   vmf.pte = *pte;
   return handle_pte_fault(vmf);

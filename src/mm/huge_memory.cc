@@ -8,6 +8,7 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
+#include "mm/migration_entry.h"
 #include "mm/rmap.h"
 #include "page/folio_lock.h"
 
@@ -159,6 +160,34 @@ bool cow_mapping(const Vma& vma) {
   return !has(vma.flags, VmFlags::kShared) && has(vma.flags, VmFlags::kMayWrite);
 }
 
+// `where` advanced by `i` pages, in its own numbering.
+arch::PfnOrOffset advance(arch::PfnOrOffset where, uint64_t i) {
+  return where.is_pfn() ? arch::PfnOrOffset::of_pfn(Pfn(where.raw_index() + i))
+                        : arch::PfnOrOffset::of_offset(DevPrivOffset(where.raw_index() + i));
+}
+
+constexpr arch::SwpBit kSwpSoftBits = arch::SwpBit::kSoftDirty | arch::SwpBit::kUffdWp;
+
+// A migration PMD word with `leaf` and the software bits of `old` (a swap PMD).
+uint64_t migration_pmd(const Kernel& k, arch::Softleaf leaf, arch::SwpBit bits) {
+  return MUST(k.codec().make_swap(EntryLevel::kPmd, leaf, bits & kSwpSoftBits),
+              "a migration PMD encodes");
+}
+
+// __split_huge_pmd_locked's migration branch: 512 migration PTEs of the entry's kind.
+void split_migration_pmd_locked(const Kernel& k, uint64_t word, uint64_t* words) {
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, word);
+  const arch::PfnOrOffset where =
+      MUST(arch::softleaf_to_pfn_or_offset(d.leaf), "migration entries hold one");
+  const MigrationKind kind = migration_kind_of(d.leaf);
+  const arch::SwpBit bits = d.swp_bits & kSwpSoftBits;
+  for (uint64_t i = 0; i < kHpagePmdNr; ++i) {
+    const arch::Softleaf leaf = migration_entry_like(d.leaf, advance(where, i), kind);
+    EntrySlot(words + i).store(
+        MUST(k.codec().make_swap(EntryLevel::kPte, leaf, bits), "a migration PTE encodes"));
+  }
+}
+
 // The readable form of a device-private PMD word (make_readable_device_private_entry, the
 // swap software bits kept); the word itself when it is already readable.
 uint64_t device_private_pmd_readable(const Kernel& k, uint64_t word) {
@@ -189,9 +218,7 @@ void split_device_private_pmd_locked(Mm& mm, EntrySlot pmd, VirtAddr haddr, uint
     folio_remove_rmap_pmd(folio);
   }
   for (uint64_t i = 0; i < kHpagePmdNr; ++i) {
-    const arch::PfnOrOffset at =
-        where.is_pfn() ? arch::PfnOrOffset::of_pfn(Pfn(where.raw_index() + i))
-                       : arch::PfnOrOffset::of_offset(DevPrivOffset(where.raw_index() + i));
+    const arch::PfnOrOffset at = advance(where, i);
     const arch::Softleaf leaf =
         MUST(write ? arch::make_writable_device_private_entry(k.softleaf_format(), at)
                    : arch::make_readable_device_private_entry(k.softleaf_format(), at),
@@ -254,7 +281,105 @@ bool pmd_is_device_private_entry(const Kernel& k, uint64_t word) {
 }
 
 bool pmd_is_huge(const Kernel& k, uint64_t word) {
-  return pmd_trans_huge(k, word).has_value() || pmd_is_device_private_entry(k, word);
+  return pmd_trans_huge(k, word).has_value() || pmd_is_device_private_entry(k, word) ||
+         pmd_is_migration_entry(k, word);
+}
+
+bool pmd_is_migration_entry(const Kernel& k, uint64_t word) {
+  if (word == 0) return false;
+  return arch::softleaf_is_migration(softleaf_from_pmd(k, word));
+}
+
+Status set_pmd_migration_entry(Mm& mm, VirtAddr haddr, EntrySlot pmd, page::Folio folio) {
+  Kernel& k = mm.kernel();
+  const DecodedEntry before = k.codec().decode(EntryLevel::kPmd, pmd.load());
+  const bool present = before.kind == DecodedEntry::Kind::kPresent;
+  assert((present || arch::softleaf_is_device_private(before.leaf)) &&
+         "set_pmd_migration_entry of a PMD that is neither a THP nor a device THP");
+  const arch::PfnOrOffset where =
+      present ? arch::PfnOrOffset::of_pfn(before.pfn)
+              : MUST(arch::softleaf_to_pfn_or_offset(before.leaf), "device-private entries hold one");
+  // pmdp_invalidate for a present leaf (then the flush), pmdp_huge_clear_flush otherwise.
+  const uint64_t val = pmd.exchange(0);
+  if (present) mm.flush_tlb_range(haddr, haddr + kHpagePmdSize);
+  // Decoded again: a hardware walk may have set accessed/dirty since `before` was read.
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, val);
+  page::Page* head = folio.head();
+  const bool anon_exclusive = folio.is_anon() && page_anon_exclusive(head);
+  if (anon_exclusive) {
+    // folio_try_share_anon_rmap_pmd: a device-private folio is never pinned.
+    if (present && folio_maybe_dma_pinned(folio)) {
+      pmd.store(val);
+      return make_error(Errno::kEBUSY, "set_pmd_migration_entry: the exclusive THP at {} may be "
+                        "pinned", haddr);
+    }
+    head->clear_flag(page::PageFlag::kAnonExclusive);
+  }
+  const bool write =
+      present ? has(d.prot, Prot::kWrite) : arch::softleaf_is_device_private_write(d.leaf);
+  const MigrationKind kind = write            ? MigrationKind::kWrite
+                             : anon_exclusive ? MigrationKind::kReadExclusive
+                                              : MigrationKind::kRead;
+  arch::Softleaf leaf = make_migration_entry(k.softleaf_format(), where, kind);
+  arch::SwpBit bits = arch::SwpBit::kNone;
+  if (present) {
+    if (has(d.prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);  // folio_mark_dirty
+    if (has(d.prot, Prot::kAccessed)) leaf = arch::make_migration_entry_young(leaf);
+    if (has(d.prot, Prot::kDirty)) leaf = arch::make_migration_entry_dirty(leaf);
+    if (has(d.prot, Prot::kSoftDirty)) bits = bits | arch::SwpBit::kSoftDirty;
+    if (has(d.prot, Prot::kUffdWp)) bits = bits | arch::SwpBit::kUffdWp;
+  } else {
+    bits = d.swp_bits;
+  }
+  pmd.store(migration_pmd(k, leaf, bits));
+  folio_remove_rmap_pmd(folio);
+  page::folio_put(folio);  // the PMD's reference; the caller holds another
+  return ok();
+}
+
+void remove_migration_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, page::Folio new_folio,
+                          arch::PfnOrOffset where, PmdTarget target) {
+  Kernel& k = mm.kernel();
+  const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, pmd.load());
+  assert(d.kind == DecodedEntry::Kind::kSwap && arch::softleaf_is_migration(d.leaf) &&
+         "remove_migration_pmd of a PMD that is not a migration entry");
+  assert(new_folio.order().raw() == kHpagePmdOrder && "a PMD maps a PMD-order folio");
+  const bool write = arch::softleaf_is_migration_write(d.leaf);
+  page::folio_get(new_folio);
+  uint64_t word = 0;
+  switch (target) {
+    case PmdTarget::kDevicePrivate:
+      word = make_device_private_pmd(k, where, write ? Prot::kWrite : Prot::kNone,
+                                     d.swp_bits & kSwpSoftBits);
+      break;
+    case PmdTarget::kPresent: {
+      // folio_mk_pmd(vm_page_prot), old unless the entry was young.
+      Prot p = vma.page_prot;
+      if (has(d.swp_bits, arch::SwpBit::kSoftDirty)) p = p | Prot::kSoftDirty;
+      if (write) {
+        p = p | Prot::kWrite;
+      } else if (has(d.swp_bits, arch::SwpBit::kUffdWp)) {
+        p = p | Prot::kUffdWp;
+      }
+      if (arch::softleaf_is_migration_young(d.leaf)) p = p | Prot::kAccessed;
+      if (new_folio.test_flag(page::PageFlag::kDirty) && arch::softleaf_is_migration_dirty(d.leaf))
+        p = p | Prot::kDirty;
+      word = encode_pmd(k, MUST(where.to_pfn(), "a present PMD maps a PFN"), p);
+      break;
+    }
+  }
+  if (new_folio.is_anon()) {
+    folio_add_anon_rmap_pmd(new_folio, arch::softleaf_is_migration_read(d.leaf)
+                                           ? RmapExclusive::kNo
+                                           : RmapExclusive::kYes);
+  }
+  pmd.store(word);
+}
+
+FaultResult pmd_migration_entry_wait(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd) {
+  Mm& mm = *vmf.mm;
+  return migration_entry_wait(
+      mm, pmd, orig_pmd, migration_entry_page(mm.kernel(), softleaf_from_pmd(mm.kernel(), orig_pmd)));
 }
 
 page::Page* device_private_pmd_page(const Kernel& k, arch::Softleaf leaf) {
@@ -370,8 +495,10 @@ FaultResult do_huge_pmd_device_private(VmFault& vmf, EntrySlot pmd, uint64_t ori
   vmf.pte.reset();  // PMD-mapped
   vmf.orig_pte = orig_pmd;
   FaultResult r = handler->migrate_to_ram(vmf);
-  page::folio_unlock(folio);
-  page::folio_put(folio);
+  // As do_swap_page: the lock and reference follow vmf.page through a split.
+  const page::Folio now = page::page_folio(page);
+  page::folio_unlock(now);
+  page::folio_put(now);
   return r;
 }
 
@@ -382,7 +509,9 @@ void split_huge_pmd_locked(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr
   page::Folio table = mm.page_table().withdraw_table(haddr);
   uint64_t* words = reinterpret_cast<uint64_t*>(k.page_bytes(k.page_to_pfn(table.head())).data());
   const std::optional<DecodedEntry> d = pmd_trans_huge(k, pmd.load());
-  if (!d) {
+  if (pmd_is_migration_entry(k, pmd.load())) {
+    split_migration_pmd_locked(k, pmd.load(), words);
+  } else if (!d) {
     split_device_private_pmd_locked(mm, pmd, haddr, words);
   } else if (is_huge_zero_pmd(k, *d)) {
     // __split_huge_zero_page_pmd: 512 special zero-page PTEs, read-only.
@@ -442,13 +571,88 @@ void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr) {
   split_huge_pmd_address(mm, vma, addr);
 }
 
-Status split_folio(Kernel& k, page::Folio folio) {
-  assert(page::folio_test_locked(folio) && "split_folio of an unlocked folio");
-  if (!folio.is_large()) return ok();
+namespace {
+
+// How a split hands out references.
+enum class SplitRefs : uint8_t {
+  // split_folio: one per PTE mapping each page, plus the caller's on the head; pages no PTE
+  // maps are freed.
+  kPerMapping,
+  // folio_split_unmapped: the head keeps `head_refs` (all the folio had), every other page
+  // gets one (the migration's, which finalize drops) and is locked like the head.
+  kUnmappedLocked,
+};
+
+// The split proper: the compound folio becomes order-0 folios that keep their bytes, mapping,
+// index, mapcounts and flags. REQUIRES: the folio locked, its refcount frozen (0) by the
+// caller, no PMD mapping it.
+void split_frozen_folio(Kernel& k, page::Folio folio, SplitRefs refs, int head_refs) {
+  const uint64_t nr = folio.nr_pages().raw();
+  page::Page* head = folio.head();
+  const uint64_t mapping = folio.mapping_word();
+  const uint64_t index = folio.index();
+  const bool dirty = folio.test_flag(page::PageFlag::kDirty);
+  const bool uptodate = folio.test_flag(page::PageFlag::kUptodate);
+  const bool swapbacked = folio.test_flag(page::PageFlag::kSwapBacked);
+  const bool zone_device = head->is_zone_device();
+  page::clear_compound_page(folio);
+  // The new folios are locked while their refcounts are still 0, so no one can have found
+  // and locked one in between (clear_compound_page rewrote the first tail's flags word).
+  if (refs == SplitRefs::kUnmappedLocked) {
+    for (uint64_t i = 1; i < nr; ++i) {
+      [[maybe_unused]] const bool locked = page::folio_trylock(page::Folio(head + i));
+      assert(locked && "a new folio of a frozen split is locked by no one");
+    }
+  }
+  if (zone_device) {
+    // zone_device_private_split_cb: the new folios get their pagemap back before anything
+    // can free one.
+    DevicePrivateFaultHandler* h = k.device_private_handler();
+    assert(h != nullptr && "split of a device folio with no device-private handler");
+    for (uint64_t i = 1; i < nr; ++i) h->folio_split(folio, page::Folio(head + i));
+    h->folio_split(folio, std::nullopt);
+  }
+  std::vector<page::Page*> unmapped;
+  for (uint64_t i = nr; i-- > 0;) {  // the head last: it unfreezes the old folio's count
+    page::Page* p = head + i;
+    p->set_mapping_word(mapping);
+    p->set_index(index + i);
+    if (dirty) p->set_flag(page::PageFlag::kDirty);
+    if (uptodate) p->set_flag(page::PageFlag::kUptodate);
+    if (swapbacked) p->set_flag(page::PageFlag::kSwapBacked);
+    if (refs == SplitRefs::kUnmappedLocked) {
+      p->set_ref_count(i == 0 ? head_refs : 1);
+      continue;
+    }
+    const int n = p->mapcount() + (i == 0 ? 1 : 0);
+    if (n == 0) {
+      unmapped.push_back(p);  // freed below: no PTE maps it (a partly unmapped THP)
+      p->set_ref_count(1);
+      continue;
+    }
+    p->set_ref_count(n);
+  }
+  for (page::Page* p : unmapped) {
+    p->clear_flag(page::PageFlag::kAnonExclusive);
+    p->set_mapping_word(0);
+    page::folio_put(page::Folio(p));
+  }
+}
+
+Status check_splittable(page::Folio folio) {
+  assert(page::folio_test_locked(folio) && "split of an unlocked folio");
   if (!folio.is_anon() || folio.order().raw() != kHpagePmdOrder)
     return make_error(Errno::kEINVAL, "split_folio: only anonymous PMD-order folios split");
   if (folio.entire_mapcount() > 0)
     return make_error(Errno::kEBUSY, "split_folio: a PMD still maps the folio");
+  return ok();
+}
+
+}  // namespace
+
+Status split_folio(Kernel& k, page::Folio folio) {
+  if (!folio.is_large()) return ok();
+  TRY(check_splittable(folio));
   // The kernel unmaps the folio (migration entries), freezes its refcount, splits and remaps.
   // dpmm splits in place instead, holding the page-table lock of every mm that may map the
   // folio, so no PTE of it can change and no one can take a reference through one meanwhile
@@ -468,47 +672,25 @@ Status split_folio(Kernel& k, page::Folio folio) {
     status = make_error(Errno::kEAGAIN, "split_folio: the folio has {} references, {} expected",
                         folio.ref_count(), mapped + 1);
   } else {
-    const uint64_t nr = folio.nr_pages().raw();
-    page::Page* head = folio.head();
-    const uint64_t mapping = folio.mapping_word();
-    const uint64_t index = folio.index();
-    const bool dirty = folio.test_flag(page::PageFlag::kDirty);
-    const bool uptodate = folio.test_flag(page::PageFlag::kUptodate);
-    const bool swapbacked = folio.test_flag(page::PageFlag::kSwapBacked);
-    const bool zone_device = head->is_zone_device();
-    page::clear_compound_page(folio);
-    if (zone_device) {
-      // zone_device_private_split_cb: the new folios get their pagemap back before anything
-      // can free one.
-      DevicePrivateFaultHandler* h = k.device_private_handler();
-      assert(h != nullptr && "split of a device folio with no device-private handler");
-      for (uint64_t i = 1; i < nr; ++i) h->folio_split(folio, page::Folio(head + i));
-      h->folio_split(folio, std::nullopt);
-    }
-    std::vector<page::Page*> unmapped;
-    for (uint64_t i = 0; i < nr; ++i) {
-      page::Page* p = head + i;
-      p->set_mapping_word(mapping);
-      p->set_index(index + i);
-      if (dirty) p->set_flag(page::PageFlag::kDirty);
-      if (uptodate) p->set_flag(page::PageFlag::kUptodate);
-      if (swapbacked) p->set_flag(page::PageFlag::kSwapBacked);
-      const int refs = p->mapcount() + (i == 0 ? 1 : 0);
-      if (refs == 0) {
-        unmapped.push_back(p);  // freed below: no PTE maps it (a partly unmapped THP)
-        p->set_ref_count(1);
-        continue;
-      }
-      p->set_ref_count(refs);
-    }
-    for (page::Page* p : unmapped) {
-      p->clear_flag(page::PageFlag::kAnonExclusive);
-      p->set_mapping_word(0);
-      page::folio_put(page::Folio(p));
-    }
+    split_frozen_folio(k, folio, SplitRefs::kPerMapping, 0);
   }
   unlock_page_tables(mms);
   return status;
+}
+
+Status folio_split_unmapped(Kernel& k, page::Folio folio, int expected_refs) {
+  if (!folio.is_large()) return ok();
+  TRY(check_splittable(folio));
+  if (folio.mapcount() != 0)
+    return make_error(Errno::kEBUSY, "folio_split_unmapped: the folio is still mapped {} times",
+                      folio.mapcount());
+  // Frozen, a concurrent migration-entry waiter's folio_try_get fails (it refaults) instead of
+  // holding a reference on a folio that is coming apart.
+  if (!page::folio_ref_freeze(folio, expected_refs))
+    return make_error(Errno::kEAGAIN, "folio_split_unmapped: the folio has {} references, {} "
+                      "expected", folio.ref_count(), expected_refs);
+  split_frozen_folio(k, folio, SplitRefs::kUnmappedLocked, expected_refs);
+  return ok();
 }
 
 bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGather& tlb) {
@@ -516,6 +698,14 @@ bool zap_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr, MmuGath
   Kernel& k = mm.kernel();
   SpinLocker guard(mm.page_table().lock());
   const uint64_t old = pmd.load();
+  if (pmd_is_migration_entry(k, old)) {
+    // No reference or mapcount to drop (the migration holds the folio); the RSS it still
+    // counted goes.
+    pmd.exchange(0);
+    tlb.remove_tables({mm.page_table().withdraw_table(haddr)});
+    mm.add_rss(RssMember::kAnonPages, -static_cast<int64_t>(kHpagePmdNr));
+    return true;
+  }
   if (pmd_is_device_private_entry(k, old)) {
     // The entry holds a reference and the entire mapcount of its folio; no TLB entry to
     // flush (the CPU never mapped it).
@@ -548,6 +738,23 @@ bool change_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr) {
   Kernel& k = mm.kernel();
   SpinLocker guard(mm.page_table().lock());
   uint64_t old = pmd.load();
+  if (pmd_is_migration_entry(k, old)) {
+    // change_non_present_huge_pmd: a writable migration entry loses write (read-exclusive
+    // for anon memory); remove_migration_pmd then maps the new folio read-only.
+    const DecodedEntry d = k.codec().decode(EntryLevel::kPmd, old);
+    if (arch::softleaf_is_migration_write(d.leaf)) {
+      const arch::PfnOrOffset where =
+          MUST(arch::softleaf_to_pfn_or_offset(d.leaf), "migration entries hold one");
+      page::Page* head = migration_entry_page(k, d.leaf);
+      const bool anon = head != nullptr && page::page_folio(head).is_anon();
+      pmd.store(migration_pmd(
+          k,
+          migration_entry_like(d.leaf, where,
+                              anon ? MigrationKind::kReadExclusive : MigrationKind::kRead),
+          d.swp_bits));
+    }
+    return true;
+  }
   if (pmd_is_device_private_entry(k, old)) {
     // change_non_present_huge_pmd: write permission comes back only by a fault through the
     // new protection.
@@ -608,11 +815,23 @@ Result<bool> copy_huge_pmd(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& src_
     SpinLocker dst_guard(dst.page_table().lock());
     const uint64_t word = src_pmd.load();
     const std::optional<DecodedEntry> d = pmd_trans_huge(k, word);
-    assert((d || pmd_is_device_private_entry(k, word)) &&
-           "copy_huge_pmd of a PMD that is not a leaf");
+    assert(pmd_is_huge(k, word) && "copy_huge_pmd of a PMD that is not a leaf");
     page::Page* head = d ? vm_normal_page_pmd(k, *d) : nullptr;
     uint64_t child_word = word;
-    if (!d) {
+    if (pmd_is_migration_entry(k, word)) {
+      // copy_huge_non_present_pmd: a writable or read-exclusive entry becomes plain read in
+      // both for a COW mapping (the folio is shared from now on); no reference or mapcount
+      // (remove_migration_ptes will find the child through the rmap).
+      const DecodedEntry m = k.codec().decode(EntryLevel::kPmd, word);
+      if (cow_mapping(src_vma) && !arch::softleaf_is_migration_read(m.leaf)) {
+        const arch::PfnOrOffset where =
+            MUST(arch::softleaf_to_pfn_or_offset(m.leaf), "migration entries hold one");
+        child_word =
+            migration_pmd(k, migration_entry_like(m.leaf, where, MigrationKind::kRead), m.swp_bits);
+        src_pmd.store(child_word);
+      }
+      dst.add_rss(RssMember::kAnonPages, static_cast<int64_t>(kHpagePmdNr));
+    } else if (!d) {
       // copy_huge_non_present_pmd: a device-private folio cannot be pinned, so the dup
       // always succeeds; a COW mapping shares it read-only from now on.
       if (page::Page* dev = device_private_pmd_page(k, softleaf_from_pmd(k, word))) {

@@ -72,7 +72,7 @@ arch::Softleaf softleaf_from_pmd(const Kernel& k, uint64_t word);
 // pmd_is_device_private_entry.
 bool pmd_is_device_private_entry(const Kernel& k, uint64_t word);
 // pmd_is_huge (is_swap_pmd || pmd_trans_huge): the PMD maps its 2 MiB itself, by a present
-// leaf or a device-private entry. PMD migration entries are not modelled.
+// leaf, a device-private entry or a migration entry.
 bool pmd_is_huge(const Kernel& k, uint64_t word);
 // softleaf_to_page of a device-private PMD's entry: the folio's head page, through the
 // installed device-private handler; null without one.
@@ -81,6 +81,36 @@ page::Page* device_private_pmd_page(const Kernel& k, arch::Softleaf leaf);
 // dpas: offset), writable or not, with the given swap software bits (soft-dirty, uffd-wp).
 uint64_t make_device_private_pmd(const Kernel& k, arch::PfnOrOffset where, arch::Prot access,
                                  arch::SwpBit bits);
+
+// ---- PMD migration entries (a THP or a device THP under migration: one PMD swap entry of
+// a migration type naming the head, as set_pmd_migration_entry leaves it; it holds neither
+// a reference nor a mapcount, and still counts in RSS) ----
+// pmd_is_migration_entry (the device-private migration types of dpas included).
+bool pmd_is_migration_entry(const Kernel& k, uint64_t word);
+// set_pmd_migration_entry: the present THP leaf or device-private PMD at `pmd` (mapping
+// `folio`, locked by the caller, who also holds a reference) becomes a migration PMD: WRITE
+// when it was writable, READ_EXCLUSIVE when read-only but PageAnonExclusive, else READ;
+// young/dirty kept in the entry, soft-dirty and uffd-wp as swap bits; the entry names the
+// head by PFN, or by offset for a dpas device-private folio (the PMD's own numbering). The
+// PMD's rmap and reference go; the deposited table stays. A present leaf is flushed.
+//   EBUSY  an exclusive anon folio that may be pinned (the PMD is put back unchanged)
+// REQUIRES: the page-table lock; the PMD maps `folio`.
+Status set_pmd_migration_entry(Mm& mm, VirtAddr haddr, EntrySlot pmd, page::Folio folio)
+    REQUIRES(mm.page_table().lock());
+// What remove_migration_pmd maps: a present leaf (RAM, coherent) or a device-private PMD.
+enum class PmdTarget : uint8_t { kPresent, kDevicePrivate };
+// remove_migration_pmd: the migration PMD at `pmd` becomes a mapping of the order-9
+// `new_folio` (its head at `where`: a PFN, or for a dpas device-private folio its offset):
+// vma.page_prot, writable when the entry was WRITE, young and dirty as the entry says (dirty
+// only if the folio is), or a device-private PMD readable/writable the same way. Takes a
+// reference and a PMD mapcount, exclusive unless the entry was READ.
+// REQUIRES: the page-table lock; pmd_is_migration_entry.
+void remove_migration_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, page::Folio new_folio,
+                          arch::PfnOrOffset where, PmdTarget target)
+    REQUIRES(mm.page_table().lock());
+// pmd_migration_entry_wait: a fault on a migration PMD whose word was `orig_pmd` sleeps until
+// the migration unlocks the folio, then is handled (the access retries).
+FaultResult pmd_migration_entry_wait(VmFault& vmf, EntrySlot pmd, uint64_t orig_pmd);
 
 // vm_normal_page_pmd: the head page of the folio a present PMD leaf maps; null for the huge
 // zero folio.
@@ -111,6 +141,8 @@ void split_huge_pmd(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr address);
 // A device-private PMD splits into 512 device-private PTEs of the same type (read/write) and
 // software bits, naming consecutive pages of the still-large folio; the PMD's reference and
 // entire mapcount become one reference and one mapcount per page, PageAnonExclusive stays.
+// A migration PMD splits into 512 migration PTEs of the same type, young/dirty and software
+// bits, naming consecutive pages; nothing else changes (a migration entry holds no reference).
 // split_huge_pmd_address: as above for whatever PMD maps `address`, if it is a leaf.
 void split_huge_pmd_address(Mm& mm, const Vma& vma, VirtAddr address);
 // __split_huge_pmd_locked. REQUIRES: the page-table lock; `pmd_is_huge`.
@@ -130,6 +162,17 @@ void vma_adjust_trans_huge(Mm& mm, const Vma& vma, VirtAddr addr);
 // A device-private folio (mapped by device-private PTEs) splits the same way; each new folio
 // gets its pagemap through DevicePrivateFaultHandler::folio_split.
 Status split_folio(Kernel& k, page::Folio folio) EXCLUDES(k.anon_vma_lock());
+// folio_split_unmapped (mm/huge_memory.c; migrate_vma_split_unmapped_folio's step): an
+// order-9 anon folio that nothing maps (its mappings are migration entries) and whose
+// refcount is exactly `expected_refs` splits into 512 order-0 folios, each locked: the head
+// keeps the `expected_refs` references, every other one gets one. Pages keep their bytes,
+// mapping, index and flags; a device folio's pieces get their pagemap through
+// DevicePrivateFaultHandler::folio_split.
+//   EBUSY   still mapped (by a PMD or PTEs)
+//   EAGAIN  the refcount is not `expected_refs` (someone else holds a reference)
+//   EINVAL  not an anonymous PMD-order folio
+// REQUIRES: the folio locked.
+Status folio_split_unmapped(Kernel& k, page::Folio folio, int expected_refs);
 
 // ---- whole-PMD operations (REQUIRES: mmap_lock held for write, or the anon_vma lock;
 // EXCLUDES the page-table lock) ----

@@ -34,6 +34,18 @@ std::optional<arch::PfnOrOffset> entry_target(const arch::DecodedEntry& d, PvmwF
   return std::nullopt;
 }
 
+// check_pmd for a PMD swap entry `leaf` (device-private or migration) naming a THP's head:
+// a match when `target` is one of its 512 pages, in the same numbering.
+std::optional<PageVmaMapped> match_pmd(EntrySlot pmd, uint64_t word, arch::Softleaf leaf,
+                                       arch::PfnOrOffset target, VirtAddr page) {
+  const arch::PfnOrOffset head =
+      MUST(arch::softleaf_to_pfn_or_offset(leaf), "device-private and migration entries hold one");
+  const uint64_t t = target.raw_index();
+  if (head.tag() != target.tag() || t < head.raw_index() || t >= head.raw_index() + kHpagePmdNr)
+    return std::nullopt;
+  return PageVmaMapped{pmd, word, page.align_down(kHpagePmdSize), arch::EntryLevel::kPmd};
+}
+
 }  // namespace
 
 std::optional<PageVmaMapped> page_vma_mapped_walk(Mm& mm, const Vma& vma, VirtAddr address,
@@ -42,19 +54,18 @@ std::optional<PageVmaMapped> page_vma_mapped_walk(Mm& mm, const Vma& vma, VirtAd
          "PVMW_DEVICE_PRIVATE walks take an offset target, all others a PFN");
   if (!vma.contains(address)) return std::nullopt;
   const VirtAddr page = address.page_base();
-  if (const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(page);
-      pmd && !has(flags, PvmwFlags::kMigration)) {
+  const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(page);
+  if (pmd && has(flags, PvmwFlags::kMigration)) {
+    const uint64_t word = pmd->load();
+    if (pmd_is_migration_entry(mm.kernel(), word)) {
+      // A THP under migration: the entry names the head (PFN, or dpas offset).
+      return match_pmd(*pmd, word, softleaf_from_pmd(mm.kernel(), word), target, page);
+    }
+  } else if (pmd) {
     const uint64_t word = pmd->load();
     if (pmd_is_device_private_entry(mm.kernel(), word)) {
       // A device-private THP: the PMD names the head by PFN (legacy) or offset (dpas).
-      const arch::PfnOrOffset head = MUST(
-          arch::softleaf_to_pfn_or_offset(softleaf_from_pmd(mm.kernel(), word)),
-          "device-private entries hold one");
-      const uint64_t t = target.raw_index();
-      if (head.tag() != target.tag() || t < head.raw_index() ||
-          t >= head.raw_index() + kHpagePmdNr)
-        return std::nullopt;
-      return PageVmaMapped{*pmd, word, page.align_down(kHpagePmdSize), arch::EntryLevel::kPmd};
+      return match_pmd(*pmd, word, softleaf_from_pmd(mm.kernel(), word), target, page);
     }
     const std::optional<arch::DecodedEntry> d =
         target.is_pfn() ? pmd_trans_huge(mm.kernel(), word) : std::nullopt;

@@ -17,7 +17,8 @@
 //
 // A PMD leaf maps every page of its THP: a walk for any of them (kMigration clear) matches
 // it, with `level` kPmd, `pte` the PMD slot and `address` the leaf's 2 MiB-aligned start (the
-// kernel's pvmw->pmd with pvmw->pte NULL). PMD migration entries are not modelled.
+// kernel's pvmw->pmd with pvmw->pte NULL). Likewise a PMD migration entry matches a kMigration
+// walk for any page of the THP it names.
 #pragma once
 
 #include <cstdint>

@@ -27,9 +27,10 @@ uint64_t pagemap_entry(Mm& mm, VirtAddr addr) {
       }
       return ((d->pfn.raw() + idx) & kPmPframeMask) | flags;
     }
-    if (const uint64_t word = pmd->load(); pmd_is_device_private_entry(k, word)) {
-      // pagemap_pmd_range of a swap PMD (a device-private THP): PM_SWAP, the entry's offset
-      // advanced to this 4 KiB page.
+    if (const uint64_t word = pmd->load();
+        pmd_is_device_private_entry(k, word) || pmd_is_migration_entry(k, word)) {
+      // pagemap_pmd_range of a swap PMD (a device-private THP, a THP under migration):
+      // PM_SWAP, the entry's PFN or offset advanced to this 4 KiB page.
       const arch::DecodedEntry d = k.codec().decode(arch::EntryLevel::kPmd, word);
       uint64_t flags = kPmSwap;
       if (arch::has(d.swp_bits, arch::SwpBit::kSoftDirty)) flags |= kPmSoftDirty;

@@ -8,6 +8,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
 #include "mm/fault.h"
+#include "mm/migration_entry.h"
 #include "page/folio_lock.h"
 
 namespace dpmm::mm {
@@ -21,25 +22,6 @@ using arch::SoftleafType;
 FaultResult sigbus(std::string_view why) { return {FaultOutcome::kSigBus, why}; }
 
 bool pte_same_locked(const VmFault& vmf) { return vmf.pte->load() == vmf.orig_pte; }
-
-// migration_entry_wait: sleep until the folio under migration is unlocked, then let the
-// access retry (the entry will have changed). `page` may be null when it cannot be resolved.
-FaultResult migration_entry_wait(VmFault& vmf, page::Page* page) {
-  if (page == nullptr) return sigbus("migration entry names no known page");
-  Mm& mm = *vmf.mm;
-  std::optional<page::Folio> folio;
-  {
-    SpinLocker guard(mm.page_table().lock());
-    if (!pte_same_locked(vmf)) return FaultResult::handled();
-    page::Folio f = page::page_folio(page);
-    // The migration holds a reference, so try_get fails only when it has finished and freed.
-    if (!page::folio_try_get(f)) return FaultResult::handled();
-    folio = f;
-  }
-  page::folio_wait_locked(*folio);
-  page::folio_put(*folio);
-  return FaultResult::handled();
-}
 
 // The device-private branch of do_swap_page (kernel-baseline §5).
 FaultResult device_private_fault(VmFault& vmf, Softleaf leaf) {
@@ -76,8 +58,11 @@ FaultResult device_private_fault(VmFault& vmf, Softleaf leaf) {
   }
   vmf.page = page;
   FaultResult r = handler->migrate_to_ram(vmf);
-  page::folio_unlock(folio);
-  page::folio_put(folio);  // may free the device page (folio_free)
+  // unlock_page/put_page of vmf->page: a split during the migration moved the lock and the
+  // reference to the folio that now holds the page.
+  const page::Folio now = page::page_folio(page);
+  page::folio_unlock(now);
+  page::folio_put(now);  // may free the device page (folio_free)
   return r;
 }
 
@@ -138,16 +123,11 @@ FaultResult do_swap_page(VmFault& vmf) {
   switch (arch::softleaf_type(leaf)) {
     case SoftleafType::kMigrationRead:
     case SoftleafType::kMigrationReadExclusive:
-    case SoftleafType::kMigrationWrite: {
-      Result<page::Page*> page = k.pfn_to_page(MUST(arch::softleaf_to_pfn(leaf), "has a pfn"));
-      return migration_entry_wait(vmf, page.is_ok() ? *page : nullptr);
-    }
+    case SoftleafType::kMigrationWrite:
     case SoftleafType::kMigrationDevicePrivateRead:
     case SoftleafType::kMigrationDevicePrivateReadExclusive:
-    case SoftleafType::kMigrationDevicePrivateWrite: {
-      DevicePrivateFaultHandler* h = k.device_private_handler();
-      return migration_entry_wait(vmf, h != nullptr ? h->softleaf_to_page(leaf) : nullptr);
-    }
+    case SoftleafType::kMigrationDevicePrivateWrite:
+      return migration_entry_wait(mm, *vmf.pte, vmf.orig_pte, migration_entry_page(k, leaf));
     case SoftleafType::kDevicePrivateRead:
     case SoftleafType::kDevicePrivateWrite:
       return device_private_fault(vmf, leaf);

@@ -96,7 +96,6 @@ void Mm::zap_range_locked(const Vma& vma, VirtAddr start, VirtAddr end, MmuGathe
       split_huge_pmd(*this, vma, *pmd, a);
     }
     if (!page_table_->pte_offset(*pmd, a)) {
-      // A PMD swap entry (device-private THP, PMD migration entry) is not modelled.
       assert(false && "a populated PMD is a table or a leaf");
       a = next;
       continue;

@@ -24,10 +24,9 @@ struct FeatureRow {
 // Availability follows the headers the mm layer has today, where a header tells.
 constexpr std::array<FeatureRow, 6> kFeatures = {{
     {Feature::kPmdThp, true, "needs PMD-mapped THP (mm/huge_memory.h)"},
-    {Feature::kDeviceThp, false,
+    {Feature::kDeviceThp, true,
      "needs device-private THP: PMD-level device-private entries and MIGRATE_VMA_SELECT_COMPOUND "
-     "migration of whole THPs (dmirror's THP paths); not modelled yet: system THPs are split "
-     "and migrated page by page"},
+     "migration of whole THPs (mm/huge_memory.h, migrate/migrate_device.h)"},
     {Feature::kShmemFiles, DPMM_HMM_HAVE_SHMEM != 0,
      "needs tmpfs files and MAP_SHARED mappings (mm/shmem.h): not modelled yet (issue 3)"},
     {Feature::kMremap, DPMM_HMM_HAVE_MREMAP != 0,

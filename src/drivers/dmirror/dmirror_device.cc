@@ -235,15 +235,13 @@ void DmirrorDevice::folio_free(page::Folio folio) {
 }
 
 void DmirrorDevice::folio_split(page::Folio head, std::optional<page::Folio> tail) {
-  // TODO(THP): reached only once mm maps device-private folios with PMDs and splits them
-  // (kernel-baseline §9); written after dmirror_devmem_folio_split.
+  // dmirror_devmem_folio_split: the backing pages follow the device pages (kernel-baseline §9).
   page::Page* rpage = backing_page(head.head());
   if (rpage == nullptr) {
     if (tail) tail->head()->set_zone_device_data(nullptr);
     return;
   }
   const page::Folio rfolio = page::page_folio(rpage);
-  const devmem::DeviceMemory& dm = dk_.device_memory();
   if (!tail) {
     // The backing folio follows the device folio: order-0 pages, each with its own reference
     // and the mirror pointer its head carried.
@@ -258,8 +256,9 @@ void DmirrorDevice::folio_split(page::Folio head, std::optional<page::Folio> tai
     }
     return;
   }
-  const uint64_t offset = dm.page_to_pfn_or_offset(tail->head()).raw_index() -
-                          dm.page_to_pfn_or_offset(head.head()).raw_index();
+  // folio_pfn(tail) - folio_pfn(head): the descriptors of one folio are contiguous (the new
+  // folio has no pagemap yet to translate its own index with).
+  const uint64_t offset = static_cast<uint64_t>(tail->head() - head.head());
   tail->head()->set_zone_device_data(rpage + offset);
   tail->head()->set_mapping_word(head.head()->mapping_word());
   tail->head()->set_pgmap(head.head()->pgmap());
@@ -284,8 +283,8 @@ void DmirrorDevice::evict_chunk(DmirrorChunk& chunk) {
     page::Page* data = backing_page(spage);
     page::Folio dfolio = [&] {
       if (src[i].has(MigratePfnFlags::kCompound)) {
-        // TODO(THP): the kernel has "TODO Support splitting here" too; a failed large
-        // allocation is fatal there as well.
+        // The kernel's driver cannot split here either ("TODO Support splitting here"): a
+        // failed large allocation is fatal there as well.
         return MUST(k.alloc_folio(order), "large system folio for eviction");
       }
       order = Order(0);

@@ -133,7 +133,6 @@ void Dmirror::migrate_alloc_and_copy(MigrateVma& args) {
       args.dst[i].set(MigratePfnFlags::kCompound);
       const page::Folio folio = page::page_folio(dpage);
       if (folio.is_large()) {
-        // TODO(THP): reached once migrate collects PMD-sized folios (kernel-baseline §9).
         const uint64_t nr = folio.nr_pages().raw();
         for (uint64_t j = 0; j < nr && i < n; ++j, ++i) {
           if (spage != nullptr) {
