@@ -1,6 +1,7 @@
-// Device-private PMDs (a device-private THP mapped by one PMD swap entry): encoding, pagemap,
-// zap, split, fork, mprotect, mremap, page_vma_mapped_walk and the CPU fault, in both swap
-// numberings (legacy: the entry holds a PFN; dpas: a device-private offset) and both arches.
+// Device-private PMDs (a device-private THP mapped by one PMD swap entry) and PMD migration
+// entries (a THP under migration): encoding, pagemap, zap, split, fork, mprotect, mremap,
+// page_vma_mapped_walk and the CPU fault, in both swap numberings (legacy: the entry holds a
+// PFN; dpas: a device-private offset) and both arches.
 //
 // The "device" folio is an anonymous RAM THP: a fake handler resolves device-private entries
 // to RAM pages (a dpas offset o names pfn base + o), so the mm layer's bookkeeping (references,
@@ -8,6 +9,9 @@
 // ends with every page back in the allocator.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -15,7 +19,9 @@
 #include "arch/softleaf.h"
 #include "mm/anon_rmap.h"
 #include "mm/device_private.h"
+#include "base/thread.h"
 #include "mm/huge_memory.h"
+#include "mm/migration_entry.h"
 #include "mm/page_vma_mapped.h"
 #include "mm/pagemap.h"
 #include "mm/process.h"
@@ -314,6 +320,226 @@ TEST_P(DeviceThpTest, CpuFaultCallsMigrateToRamWithTheHeadAndNoPte) {
   EXPECT_EQ(folio_ref().ref_count(), 1);
   EXPECT_FALSE(page::folio_test_locked(folio_ref()));
   expect_pattern(*p_, map, kPmd, 0x5a);
+}
+
+// ---- PMD migration entries (set_pmd_migration_entry / remove_migration_pmd) ----
+
+// The THP (or device THP) at `map` goes under migration as migrate_vma's compound collect
+// does: referenced, its PMD a migration entry. (Not locked here: the tests run mmap-locked
+// system calls meanwhile, which must not nest inside a folio lock.)
+page::Folio start_pmd_migration(Kernel& k, Process& p, VirtAddr map, Pfn head) {
+  page::Folio folio = page::page_folio(k.pfn_to_page(head).value());
+  page::folio_get(folio);
+  SpinLocker guard(p.mm().page_table().lock());
+  EXPECT_TRUE(
+      set_pmd_migration_entry(p.mm(), map, p.mm().page_table().walk_pmd(map).value(), folio)
+          .is_ok());
+  return folio;
+}
+
+const Vma* vma_at(Process& p, VirtAddr a) {
+  ReadLocker mmap(p.mm().mmap_lock());
+  return p.mm().vma_lookup(a);
+}
+
+// The migration ends with the folio put back where it was (remove_migration_pmd of src).
+void end_pmd_migration(Process& p, const Vma* vma, VirtAddr map, page::Folio folio,
+                       arch::PfnOrOffset where, PmdTarget target) {
+  ASSERT_NE(vma, nullptr);
+  SpinLocker guard(p.mm().page_table().lock());
+  remove_migration_pmd(p.mm(), *vma, p.mm().page_table().walk_pmd(map).value(), folio, where,
+                       target);
+}
+
+TEST_P(DeviceThpTest, ThpPmdBecomesAMigrationEntryAndComesBack) {
+  const VirtAddr map = thp_region(*p_);
+  write_pattern(*p_, map, kPmd, 0x77);
+  const DecodedEntry leaf = k_->codec().decode(EntryLevel::kPmd, pmd_word(*p_, map));
+  ASSERT_EQ(leaf.kind, DecodedEntry::Kind::kPresent);
+  head_ = leaf.pfn;
+  const page::Folio folio = start_pmd_migration(*k_, *p_, map, head_);
+  held_ = folio;
+  const uint64_t w = pmd_word(*p_, map);
+  ASSERT_TRUE(pmd_is_migration_entry(*k_, w));
+  EXPECT_TRUE(pmd_is_huge(*k_, w));
+  EXPECT_FALSE(pmd_is_device_private_entry(*k_, w));
+  EXPECT_TRUE(k_->codec().validate(EntryLevel::kPmd, w).is_ok());
+  const arch::Softleaf e = softleaf_from_pmd(*k_, w);
+  // Written through the PMD: a writable, young and dirty leaf.
+  EXPECT_EQ(arch::softleaf_type(e), SoftleafType::kMigrationWrite);
+  EXPECT_TRUE(arch::softleaf_is_migration_young(e));
+  EXPECT_TRUE(arch::softleaf_is_migration_dirty(e));
+  EXPECT_EQ(arch::softleaf_to_pfn(e).value(), head_);
+  EXPECT_EQ(migration_entry_page(*k_, e), folio.head());
+  // No mapping counts any more; only the migration's reference is left; RSS stays.
+  EXPECT_EQ(folio.mapcount(), 0);
+  EXPECT_EQ(folio.entire_mapcount(), 0);
+  EXPECT_EQ(folio.ref_count(), 1);
+  EXPECT_FALSE(page_anon_exclusive(folio.head()));
+  EXPECT_TRUE(folio.test_flag(page::PageFlag::kDirty));
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), int64_t(kNr));
+  for (uint64_t i : {uint64_t{0}, uint64_t{9}, kNr - 1}) {
+    const uint64_t pm = pagemap_entry(p_->mm(), map + i * kPageSize);
+    EXPECT_TRUE(pm & kPmSwap) << i;
+    EXPECT_FALSE(pm & kPmPresent) << i;
+    EXPECT_EQ((pm & kPmPframeMask) >> arch::kMaxSwapfilesShift, head_.raw() + i) << i;
+  }
+  {
+    ReadLocker mmap(p_->mm().mmap_lock());
+    const Vma* vma = p_->mm().vma_lookup(map);
+    SpinLocker guard(p_->mm().page_table().lock());
+    const std::optional<PageVmaMapped> m = page_vma_mapped_walk(
+        p_->mm(), *vma, map + 9 * kPageSize, arch::PfnOrOffset::of_pfn(head_ + PageCount(9)),
+        PvmwFlags::kMigration);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->level, EntryLevel::kPmd);
+    EXPECT_EQ(m->address, map);
+    // A walk for mappings (not migration entries) no longer sees it.
+    EXPECT_FALSE(page_vma_mapped_walk(p_->mm(), *vma, map, arch::PfnOrOffset::of_pfn(head_),
+                                      PvmwFlags::kNone));
+  }
+  end_pmd_migration(*p_, vma_at(*p_, map), map, folio, arch::PfnOrOffset::of_pfn(head_), PmdTarget::kPresent);
+  const DecodedEntry back = k_->codec().decode(EntryLevel::kPmd, pmd_word(*p_, map));
+  ASSERT_EQ(back.kind, DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(back.pfn, head_);
+  EXPECT_TRUE(has(back.prot, Prot::kWrite));
+  EXPECT_TRUE(has(back.prot, Prot::kAccessed));
+  EXPECT_TRUE(has(back.prot, Prot::kDirty));
+  EXPECT_EQ(folio.entire_mapcount(), 1);
+  EXPECT_TRUE(page_anon_exclusive(folio.head()));  // a WRITE entry maps exclusively
+  page::folio_put(folio);
+  EXPECT_EQ(folio.ref_count(), 1);
+  expect_pattern(*p_, map, kPmd, 0x77);
+}
+
+TEST_P(DeviceThpTest, DevicePrivatePmdMigratesInItsOwnNumbering) {
+  const VirtAddr map = make_device_thp(*p_, Prot::kWrite);
+  const page::Folio folio = folio_ref();
+  page::folio_get(folio);
+  {
+    SpinLocker guard(p_->mm().page_table().lock());
+    ASSERT_TRUE(set_pmd_migration_entry(p_->mm(), map, pmd_slot(*p_, map), folio).is_ok());
+  }
+  const arch::Softleaf e = softleaf_from_pmd(*k_, pmd_word(*p_, map));
+  // dpas: the device-private migration type holding the offset; legacy: the RAM type, PFN.
+  EXPECT_EQ(arch::softleaf_type(e), dpas() ? SoftleafType::kMigrationDevicePrivateWrite
+                                           : SoftleafType::kMigrationWrite);
+  EXPECT_EQ(arch::softleaf_to_pfn_or_offset(e).value(), where(head_));
+  EXPECT_EQ(migration_entry_page(*k_, e), folio.head());
+  EXPECT_FALSE(arch::softleaf_is_migration_young(e));  // a device entry has no A/D bits
+  EXPECT_EQ(folio.ref_count(), 1);
+  EXPECT_EQ(folio.entire_mapcount(), 0);
+  end_pmd_migration(*p_, vma_at(*p_, map), map, folio, where(head_), PmdTarget::kDevicePrivate);
+  expect_pmd_entry(*p_, map, SoftleafType::kDevicePrivateWrite);
+  EXPECT_EQ(folio.entire_mapcount(), 1);
+  page::folio_put(folio);
+  EXPECT_EQ(folio.ref_count(), 1);
+}
+
+TEST_P(DeviceThpTest, CpuAccessToAMigrationPmdWaitsForTheMigration) {
+  const VirtAddr map = thp_region(*p_);
+  write_pattern(*p_, map, kPmd, 0x31);
+  head_ = k_->codec().decode(EntryLevel::kPmd, pmd_word(*p_, map)).pfn;
+  const page::Folio folio = start_pmd_migration(*k_, *p_, map, head_);
+  held_ = folio;
+  const Vma* vma = vma_at(*p_, map);
+  page::folio_lock(folio);  // the migration's lock, which the reader waits for
+  std::atomic<bool> done{false};
+  uint64_t got = 0;
+  Thread reader("pmd-migration-reader", [&] {
+    std::array<uint64_t, 1> v{};
+    EXPECT_TRUE(p_->read(map + 3 * kPageSize, std::as_writable_bytes(std::span(v))).is_ok());
+    got = v[0];
+    done.store(true);
+  });
+  // The reader sleeps on the folio lock (pmd_migration_entry_wait) until the entry goes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_FALSE(done.load());
+  end_pmd_migration(*p_, vma, map, folio, arch::PfnOrOffset::of_pfn(head_), PmdTarget::kPresent);
+  page::folio_unlock(folio);
+  reader.join();
+  EXPECT_TRUE(done.load());
+  EXPECT_EQ(got, (3 * kPageSize / 8) ^ 0x31);
+  page::folio_put(folio);
+}
+
+TEST_P(DeviceThpTest, ForkMprotectSplitAndMunmapOfAMigrationPmd) {
+  const VirtAddr map = thp_region(*p_);
+  write_pattern(*p_, map, kPmd, 0x44);
+  head_ = k_->codec().decode(EntryLevel::kPmd, pmd_word(*p_, map)).pfn;
+  const page::Folio folio = start_pmd_migration(*k_, *p_, map, head_);
+  held_ = folio;
+  const size_t deposited = p_->mm().page_table().nr_deposited();
+  // fork: a COW mapping's WRITE entry becomes READ in both; the child counts the RSS, has a
+  // table deposited and takes no reference (copy_huge_non_present_pmd).
+  child_ = p_->fork().value();
+  for (Process* p : {p_.get(), child_.get()}) {
+    const arch::Softleaf e = softleaf_from_pmd(*k_, pmd_word(*p, map));
+    EXPECT_EQ(arch::softleaf_type(e), SoftleafType::kMigrationRead);
+    EXPECT_TRUE(arch::softleaf_is_migration_dirty(e));  // young/dirty kept
+    EXPECT_EQ(arch::softleaf_to_pfn(e).value(), head_);
+  }
+  EXPECT_EQ(child_->mm().rss(RssMember::kAnonPages), int64_t(kNr));
+  EXPECT_EQ(child_->mm().page_table().nr_deposited(), deposited);
+  EXPECT_EQ(folio.ref_count(), 1);
+  // The child's munmap of the whole PMD: RSS and the table go, nothing else.
+  ASSERT_TRUE(child_->munmap(map, kPmd).is_ok());
+  EXPECT_EQ(child_->mm().rss(RssMember::kAnonPages), 0);
+  EXPECT_EQ(folio.ref_count(), 1);
+  child_.reset();
+
+  // Back to WRITE by hand, then mprotect: a WRITE entry becomes READ_EXCLUSIVE (anon).
+  {
+    SpinLocker guard(p_->mm().page_table().lock());
+    const arch::Softleaf e = softleaf_from_pmd(*k_, pmd_word(*p_, map));
+    pmd_slot(*p_, map).store(
+        k_->codec()
+            .make_swap(EntryLevel::kPmd,
+                       migration_entry_like(e, arch::PfnOrOffset::of_pfn(head_),
+                                            MigrationKind::kWrite),
+                       arch::SwpBit::kNone)
+            .value());
+  }
+  ASSERT_TRUE(p_->mprotect(map, kPmd, MmapProt::kRead).is_ok());
+  EXPECT_EQ(arch::softleaf_type(softleaf_from_pmd(*k_, pmd_word(*p_, map))),
+            SoftleafType::kMigrationReadExclusive);
+  // A partial mprotect splits it (the VMA is cut inside the 2 MiB): 512 migration PTEs of the
+  // same kind, bits and pages; PROT_NONE leaves non-writable migration entries as they are.
+  ASSERT_TRUE(p_->mprotect(map, kPageSize, MmapProt::kNone).is_ok());
+  EXPECT_FALSE(pmd_is_huge(*k_, pmd_word(*p_, map)));
+  for (uint64_t i = 0; i < kNr; i += 73) {
+    const DecodedEntry d = pte(*p_, map + i * kPageSize);
+    ASSERT_EQ(d.kind, DecodedEntry::Kind::kSwap) << i;
+    EXPECT_EQ(arch::softleaf_type(d.leaf), SoftleafType::kMigrationReadExclusive) << i;
+    EXPECT_EQ(arch::softleaf_to_pfn(d.leaf).value(), head_ + PageCount(i)) << i;
+    EXPECT_TRUE(arch::softleaf_is_migration_dirty(d.leaf)) << i;
+  }
+  EXPECT_EQ(folio.ref_count(), 1);
+  EXPECT_EQ(folio.mapcount(), 0);
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), int64_t(kNr));
+  // munmap of the migration PTEs: the RSS goes, the folio stays the migration's.
+  ASSERT_TRUE(p_->munmap(map, kPmd).is_ok());
+  EXPECT_EQ(p_->mm().rss(RssMember::kAnonPages), 0);
+  EXPECT_EQ(folio.ref_count(), 1);
+  page::folio_put(folio);  // the last reference: the THP is freed (TearDown checks)
+}
+
+TEST_P(DeviceThpTest, MremapMovesAMigrationPmd) {
+  const VirtAddr map = thp_region(*p_);
+  write_pattern(*p_, map, kPmd, 0x12);
+  head_ = k_->codec().decode(EntryLevel::kPmd, pmd_word(*p_, map)).pfn;
+  const page::Folio folio = start_pmd_migration(*k_, *p_, map, head_);
+  held_ = folio;
+  const uint64_t word = pmd_word(*p_, map);
+  const VirtAddr spot = p_->mmap_anon(3 * kPmd, kRw).value();
+  const VirtAddr to(spot.align_down(kPmd).raw() + kPmd);
+  ASSERT_TRUE(p_->munmap(spot, 3 * kPmd).is_ok());
+  ASSERT_EQ(p_->mremap(map, kPmd, kPmd, MremapFlags::kMayMove | MremapFlags::kFixed, to).value(),
+            to);
+  EXPECT_EQ(pmd_word(*p_, to), word);
+  end_pmd_migration(*p_, vma_at(*p_, to), to, folio, arch::PfnOrOffset::of_pfn(head_), PmdTarget::kPresent);
+  page::folio_put(folio);
+  expect_pattern(*p_, to, kPmd, 0x12);
 }
 
 INSTANTIATE_TEST_SUITE_P(
