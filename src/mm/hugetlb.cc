@@ -8,6 +8,7 @@
 #include "mm/hstate.h"
 #include "mm/huge_memory.h"
 #include "mm/page_table.h"
+#include "mm/vm_flags.h"
 
 namespace dpmm::mm {
 namespace {
@@ -237,7 +238,6 @@ void unmap_hugepage_range(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end,
   Kernel& k = mm.kernel();
   assert(start.is_aligned(kHpagePmdSize) && end.is_aligned(kHpagePmdSize) &&
          "hugetlb ranges are huge-page aligned");
-  (void)vma;
   for (VirtAddr a = start; a < end; a += kHpagePmdSize) {
     const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(a);
     if (!pmd) continue;
@@ -249,7 +249,38 @@ void unmap_hugepage_range(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end,
     page::Folio folio = page::page_folio(MUST(k.pfn_to_page(d->pfn), "a hugetlb leaf maps RAM"));
     if (arch::has(d->prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
     hugetlb_remove_rmap(folio);
+    // The owner of a private mapping unmapping an anon folio gets the huge page's reservation
+    // back, so MADV_DONTNEED followed by a fault cannot lose the page to someone else: the
+    // folio is marked HPG_restore_reserve (free_huge_folio re-reserves) and the page is no
+    // longer "consumed" in the owner's map (vma_needs_reservation + vma_add_reservation).
+    // dpmm does this only when the folio goes back to the pool with this unmap (no other
+    // mapping, no other reference): the kernel also does it for a folio a fork child still
+    // maps, and its HugePages_Rsvd then dips below zero when the owner's VMA closes until
+    // the child lets go (docs/mm.md).
+    if (vma.resv_map != nullptr && !has(vma.flags, VmFlags::kMayShare) && folio.is_anon() &&
+        folio.mapcount() == 0 && folio.ref_count() == 1) {
+      folio_set_hugetlb_restore_reserve(folio);
+      SpinLocker resv(vma.resv_map->lock);
+      vma.resv_map->consumed.erase(vma_hugecache_offset(k, vma, a));
+    }
     tlb.remove_folio(folio);  // tlb_remove_page_size: put after the flush
+  }
+}
+
+void move_hugetlb_page_tables(Mm& mm, VirtAddr old_addr, VirtAddr new_addr, uint64_t len) {
+  assert(old_addr.is_aligned(kHpagePmdSize) && new_addr.is_aligned(kHpagePmdSize) &&
+         (len % kHpagePmdSize) == 0 && "hugetlb moves are huge-page aligned");
+  for (uint64_t off = 0; off < len; off += kHpagePmdSize) {
+    const std::optional<EntrySlot> src = mm.page_table().walk_pmd(old_addr + off);
+    if (!src || src->load() == 0) continue;
+    // huge_pte_alloc for the destination, before the lock.
+    const EntrySlot dst = MUST(mm.page_table().walk_pmd_alloc(new_addr + off),
+                               "a page table for mremap's hugetlb destination");
+    SpinLocker guard(mm.page_table().lock());
+    // move_huge_pte: the leaf goes over as it is; its reference and mapcount go with it.
+    const uint64_t word = src->exchange(0);
+    assert(dst.load() == 0 && "mremap hugetlb destination in use");
+    dst.store(word);
   }
 }
 

@@ -19,7 +19,10 @@
 //            folio's entire and large mapcounts count its PMD mappings; PageAnonExclusive on
 //            the head. Hugetlb pages are not counted in RSS (hugetlb_usage is not modelled).
 //   unmap    __unmap_hugepage_range: the leaf goes, the folio's reference is dropped after the
-//            TLB flush and the folio returns to the pool when it was the last.
+//            TLB flush and the folio returns to the pool when it was the last; the owner's
+//            reservation for that huge page is restored (HPG_restore_reserve). MADV_DONTNEED
+//            zaps whole huge pages this way (madvise.cc).
+//   mremap   move_hugetlb_page_tables: the leaves move as they are (mremap.cc).
 //   mprotect hugetlb_change_protection: every leaf takes the VMA's new protection.
 //   fork     copy_hugetlb_page_range: the child maps the same folio read-only (both sides
 //            write-protected in a private mapping); a folio that may be pinned is copied.
@@ -31,8 +34,8 @@
 // folios (EOPNOTSUPP), as the kernel does.
 //
 // Not modelled (docs/mm.md): hugetlbfs files and MAP_SHARED hugetlb mappings, sizes other than
-// the PMD-sized default, surplus pages and overcommit, PMD sharing, mremap of hugetlb VMAs,
-// MADV_DONTNEED on them, and the owner's unmap_ref_private fallback when a COW finds no page.
+// the PMD-sized default, surplus pages and overcommit, PMD sharing, and the owner's
+// unmap_ref_private fallback when a COW finds no page.
 #pragma once
 
 #include <cstdint>
@@ -82,6 +85,11 @@ FaultResult hugetlb_fault(Mm& mm, const Vma& vma, VirtAddr address, FaultFlags f
 // leaves, drops their rmap and hands the folios to `tlb`. REQUIRES: mmap_lock for write (or
 // the anon_vma lock); EXCLUDES the page-table lock.
 void unmap_hugepage_range(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end, MmuGather& tlb);
+// move_hugetlb_page_tables (mremap): every PMD leaf of [old_addr, old_addr + len) moves to the
+// same offset from new_addr, as it is (its reference and mapcount go with it). All three are
+// huge-page aligned; the destination is empty. REQUIRES: mmap_lock for write and the
+// anon_vma lock (take_rmap_locks); the caller flushes the old range.
+void move_hugetlb_page_tables(Mm& mm, VirtAddr old_addr, VirtAddr new_addr, uint64_t len);
 // hugetlb_change_protection over [start, end): every present leaf takes vma.page_prot,
 // keeping accessed, dirty and soft-dirty. REQUIRES: mmap_lock for write; the caller flushes.
 void hugetlb_change_protection(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end);

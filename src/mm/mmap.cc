@@ -235,14 +235,19 @@ Mm::VmaMap::iterator Mm::vma_link_locked(Vma vma) {
   return it;
 }
 
-void Mm::vma_unlink_locked(VmaMap::iterator it) {
-  // vm_ops->close: a hugetlb owner gives back its unused reservations. Unlinking for a merge
-  // never reaches a hugetlb VMA (can_merge).
-  if (is_vm_hugetlb_page(it->second)) hugetlb_vm_op_close(kernel_, it->second);
+Vma Mm::vma_unlink_locked(VmaMap::iterator it) {
   if (it->second.file != nullptr) {
     if (AddressSpace* mapping = it->second.file->mapping()) mapping->i_mmap_unlink(this);
   }
+  Vma gone = std::move(it->second);
   vmas_.erase(it);
+  return gone;
+}
+
+void Mm::vma_close(const Vma& vma) {
+  // vm_ops->close: a hugetlb owner gives back its unused reservations. Unlinking for a merge
+  // never reaches a hugetlb VMA (can_merge).
+  if (is_vm_hugetlb_page(vma)) hugetlb_vm_op_close(kernel_, vma);
 }
 
 }  // namespace dpmm::mm
