@@ -13,6 +13,7 @@
 #include "mm/hugetlb.h"
 #include "mm/pagemap.h"
 #include "mm/process.h"
+#include "mm/shmem.h"
 #include "mm/test_machine.h"
 #include "phys/test_machine.h"
 
@@ -148,10 +149,12 @@ TEST_P(HugetlbTest, AlignmentAndUnmodelledFlagsAreEinval) {
                                     kHugeAnon | MmapFlags::kFixed);
   ASSERT_TRUE(fixed.is_error());
   EXPECT_EQ(fixed.error().code(), Errno::kEINVAL);
-  Result<VirtAddr> shared = p_->mmap(
-      VirtAddr(0), kHuge, kRw, MmapFlags::kShared | MmapFlags::kAnonymous | MmapFlags::kHugetlb);
-  ASSERT_TRUE(shared.is_error());
-  EXPECT_EQ(shared.error().code(), Errno::kEINVAL);
+  // MAP_HUGETLB with a file that is not on hugetlbfs.
+  auto shm = ShmemFile::create(*k_, kHuge).value();
+  Result<VirtAddr> notfs = p_->mmap_file(VirtAddr(0), kHuge, kRw,
+                                         MmapFlags::kShared | MmapFlags::kHugetlb, shm, 0);
+  ASSERT_TRUE(notfs.is_error());
+  EXPECT_EQ(notfs.error().code(), Errno::kEINVAL);
   // munmap and mprotect that would cut a huge page: EINVAL, nothing changed.
   for (const auto& [start, len] : {std::pair{a, kPageSize}, std::pair{a + kPageSize, kPageSize},
                                    std::pair{a + kPageSize, kHuge - kPageSize}}) {

@@ -77,10 +77,12 @@ class Mm {
 
   // mmap(addr, len, prot, flags, -1, 0) (mm/mmap.c do_mmap, mm/vma.c mmap_region).
   // MAP_PRIVATE|MAP_ANONYMOUS is anonymous memory; MAP_SHARED|MAP_ANONYMOUS is a private
-  // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0).
+  // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0); MAP_SHARED|MAP_ANONYMOUS|
+  // MAP_HUGETLB an unlinked hugetlbfs file (hugetlb_file_setup, hugetlbfs.h).
   //   EINVAL      len 0; MAP_FIXED with an unaligned addr; no MAP_SHARED/MAP_PRIVATE type;
-  //               MAP_HUGETLB with MAP_SHARED (not modelled); unknown PROT_ bits; hugetlb:
-  //               MAP_FIXED at an address not huge-page aligned
+  //               unknown PROT_ bits; hugetlb: MAP_FIXED at an address not huge-page
+  //               aligned, MAP_HUGETLB with a file not on hugetlbfs, a hugetlbfs offset not
+  //               huge-page aligned
   //   ENOMEM      hugetlb: the pool cannot reserve every huge page (hugetlb.h)
   //   ENOMEM      len rounds past TASK_SIZE; a fixed range beyond TASK_SIZE; no room for it;
   //               more than max_map_count VMAs
