@@ -182,7 +182,8 @@ FaultResult hugetlb_no_page(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr hadd
         page::folio_put(*cached);  // raced with another populator: it is mapped already
         return FaultResult::handled();
       }
-      if (has(flags, FaultFlags::kWrite) && !writable) return hugetlb_wp(mm, vma, pmd, entry, haddr);
+      if (has(flags, FaultFlags::kWrite) && !writable)
+        return hugetlb_wp(mm, vma, pmd, entry, haddr);
       return FaultResult::handled();
     }
     // A hole in a private mapping of the file: a private anon page, never cached.

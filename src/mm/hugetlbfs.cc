@@ -139,6 +139,10 @@ Status HugetlbfsFile::ftruncate(uint64_t length) {
 }
 
 void HugetlbfsFile::remove_inode_hugepages(uint64_t first) {
+  // i_size is already lowered: once the faults in flight (which may have read the old size)
+  // are through the fault mutex, no fault can add a folio past EOF, so the lookup below
+  // sees every folio to remove.
+  { MutexLocker flush(kernel_.hstate().fault_mutex()); }
   uint64_t freed = 0;
   for (auto& [index, folio] : mapping_->folios_from(first << kHpagePmdOrder)) {
     {

@@ -158,8 +158,28 @@ TEST_P(HugetlbfsTest, TwoProcessesShareOneCachedFolio) {
   uint64_t w = 0;
   ASSERT_EQ(f->pread(std::as_writable_bytes(std::span(&w, 1)), kHuge + 8).value(), 8u);
   EXPECT_EQ(w, 0xabcdu);
+  // MADV_DONTNEED drops p's leaf only; the folio stays cached and p refaults it.
+  ASSERT_TRUE(p_->madvise(a + kHuge, kHuge, Madvise::kDontNeed).is_ok());
+  EXPECT_EQ(pmd(*p_, a + kHuge).kind, DecodedEntry::Kind::kNone);
+  EXPECT_EQ(folio.ref_count(), 2);
+  EXPECT_EQ(folio.mapcount(), 1);
+  expect_pool(3, 1, 0);
+  EXPECT_EQ(p_->read_u64(a + kHuge + 8).value(), 0xabcdu);
+  EXPECT_EQ(pmd(*p_, a + kHuge).pfn, pe.pfn);
+  EXPECT_EQ(folio.ref_count(), 3);
+  // mremap moves the shared leaf; the folio keeps its counts.
+  const VirtAddr moved =
+      p_->mmap(VirtAddr(0), 2 * kHuge, kRw, kSharedAnonHuge | MmapFlags::kNoReserve).value();
+  ASSERT_TRUE(p_->munmap(moved, 2 * kHuge).is_ok());
+  ASSERT_EQ(p_->mremap(a, 2 * kHuge, 2 * kHuge, MremapFlags::kMayMove | MremapFlags::kFixed,
+                       moved).value(), moved);
+  EXPECT_EQ(pmd(*p_, moved + kHuge).pfn, pe.pfn);
+  EXPECT_EQ(folio.ref_count(), 3);
+  EXPECT_EQ(folio.mapcount(), 2);
+  EXPECT_EQ(p_->read_u64(moved + 64).value(), 0x77u);
+  expect_pool(3, 1, 0);
   // munmap leaves the folios in the cache.
-  ASSERT_TRUE(p_->munmap(a, 2 * kHuge).is_ok());
+  ASSERT_TRUE(p_->munmap(moved, 2 * kHuge).is_ok());
   EXPECT_EQ(folio.ref_count(), 2);
   EXPECT_EQ(folio.mapcount(), 1);
   ASSERT_TRUE(q_->munmap(b, 2 * kHuge).is_ok());
