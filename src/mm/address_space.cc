@@ -36,7 +36,8 @@ std::optional<page::Folio> AddressSpace::get_folio(uint64_t index) {
 }
 
 Status AddressSpace::add_folio(page::Folio folio, uint64_t index) {
-  assert(!folio.is_large() && "large folios in the page cache are not modelled (anonymous THP only)");
+  assert((!folio.is_large() || folio.is_hugetlb()) &&
+         "large folios in the page cache are hugetlbfs folios only (no file THP)");
   return i_pages_.with([&](std::map<uint64_t, page::Folio>& m) -> Status {
     if (m.contains(index))
       return make_error(Errno::kEEXIST, "page offset {:#x} is already cached", index);

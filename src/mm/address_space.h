@@ -2,8 +2,9 @@
 // include/linux/fs.h; mm/filemap.c filemap_get_folio, filemap_add_folio,
 // filemap_remove_folio).
 //
-// Page cache (i_pages): page offset -> folio, small folios only (no large folios in the page
-// cache before THP). Rules, as the kernel's:
+// Page cache (i_pages): page offset -> folio, small folios only, except a hugetlbfs inode's
+// huge pool folios, each at the base-page index of its first page (hugetlbfs.h). Rules, as
+// the kernel's:
 //   - the cache holds one reference on each folio it contains (filemap_add_folio's
 //     folio_ref_add), dropped when the folio is removed (filemap_remove_folio + folio_put);
 //   - a cached folio's mapping word points at this AddressSpace with no tag bits (so

@@ -127,6 +127,7 @@ Result<page::Folio> Hstate::alloc_folio(UseReserve use_reserve) {
 void Hstate::folio_release(page::Folio folio) {
   page::Page* head = folio.head();
   assert(folio.is_hugetlb() && "free_huge_folio of a folio that is not hugetlb");
+  const bool restore_reserve = folio_test_hugetlb_restore_reserve(folio);
   assert(folio.entire_mapcount() == 0 && folio.mapcount() == 0 && "freeing a mapped huge folio");
   // free_huge_folio: the anon mapping and the folio's flags go; PG_head stays (the folio
   // stays compound in the pool).
@@ -138,6 +139,7 @@ void Hstate::folio_release(page::Folio folio) {
   folio.pincount_raw().store(0, std::memory_order_relaxed);
   SpinLocker guard(lock_);
   free_list_.push_back(head);
+  if (restore_reserve) ++resv_huge_pages_;
 }
 
 }  // namespace dpmm::mm

@@ -47,6 +47,18 @@ struct HugetlbMeminfo {
   uint64_t page_size = 0;  // Hugepagesize, in bytes
 };
 
+// HPG_restore_reserve, a bit of a hugetlb folio's private word (the kernel keeps its
+// hugetlb-specific folio flags there): when the folio is freed, free_huge_folio gives the pool
+// one reservation back (resv_huge_pages++). __unmap_hugepage_range sets it when the owner of a
+// private mapping unmaps an anon folio that used the mapping's reservation (hugetlb.h).
+inline constexpr uint64_t kHpgRestoreReserve = uint64_t{1} << 0;
+inline bool folio_test_hugetlb_restore_reserve(page::Folio folio) {
+  return (folio.head()->private_data() & kHpgRestoreReserve) != 0;
+}
+inline void folio_set_hugetlb_restore_reserve(page::Folio folio) {
+  folio.head()->set_private_data(folio.head()->private_data() | kHpgRestoreReserve);
+}
+
 // Whether an allocation consumes one of the pool's reservations (a mapping's promise made at
 // mmap time, hugetlb_reserve_pages) or takes an unreserved free page.
 enum class UseReserve : bool { kNo, kYes };
@@ -88,7 +100,8 @@ class Hstate final : public page::FolioReleaser {
   void restore_reserve() EXCLUDES(lock_);
 
   // free_huge_folio: the folio's last reference went. It goes back on the free list with its
-  // rmap state reset (anon mapping, flags). REQUIRES: unmapped (entire mapcount -1).
+  // rmap state reset (anon mapping, flags); with HPG_restore_reserve set the pool gets one
+  // reservation back. REQUIRES: unmapped (entire mapcount -1).
   void folio_release(page::Folio folio) override EXCLUDES(lock_);
 
   // hugetlb_fault_mutex_table: held by hugetlb_fault across the whole fault.

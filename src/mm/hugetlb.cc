@@ -7,7 +7,9 @@
 #include "arch/decoded_entry.h"
 #include "mm/hstate.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlbfs.h"
 #include "mm/page_table.h"
+#include "mm/vm_flags.h"
 
 namespace dpmm::mm {
 namespace {
@@ -76,14 +78,23 @@ void zero_huge_folio(Kernel& k, page::Folio folio) {
 }
 
 // hugetlb_wp: a write fault on the read-only leaf `orig` at `pmd`. REQUIRES: the fault mutex.
-FaultResult hugetlb_wp(Mm& mm, const Vma& vma, EntrySlot pmd, uint64_t orig, VirtAddr haddr) {
+FaultResult hugetlb_wp(Mm& mm, const Vma& vma, EntrySlot pmd, uint64_t orig, VirtAddr haddr)
+    REQUIRES_SHARED(mm.mmap_lock()) {
   Kernel& k = mm.kernel();
   const DecodedEntry d = *pmd_trans_huge(k, orig);
+  if (has(vma.flags, VmFlags::kMayShare)) {
+    // A shared mapping never copies: the leaf becomes writable (set_huge_ptep_writable).
+    SpinLocker guard(mm.page_table().lock());
+    uint64_t expected = orig;
+    pmd.compare_exchange(expected, make_huge_pte(k, vma, d.pfn, /*writable=*/true));
+    return FaultResult::handled();
+  }
   page::Folio old = page::page_folio(MUST(k.pfn_to_page(d.pfn), "a hugetlb leaf maps RAM"));
-  assert(old.is_hugetlb() && old.is_anon() && "a private hugetlb leaf maps an anon pool folio");
-  // Only this mapping maps it: no copy is needed (folio_move_anon_rmap, then
-  // SetPageAnonExclusive; the kernel checks the mapcount, not the refcount).
-  if (old.mapcount() == 1) {
+  assert(old.is_hugetlb() && "a hugetlb leaf maps a pool folio");
+  // Only this mapping maps an anon folio: no copy is needed (folio_move_anon_rmap, then
+  // SetPageAnonExclusive; the kernel checks the mapcount, not the refcount). A page-cache
+  // folio of a private file mapping is always copied.
+  if (old.is_anon() && old.mapcount() == 1) {
     old.set_flag(page::PageFlag::kAnonExclusive);
     if (AnonVma* av = vma.anon_vma())
       old.set_mapping_word(reinterpret_cast<uintptr_t>(av) | page::kFolioMappingAnon);
@@ -93,6 +104,7 @@ FaultResult hugetlb_wp(Mm& mm, const Vma& vma, EntrySlot pmd, uint64_t orig, Vir
     return FaultResult::handled();
   }
   page::folio_get(old);
+  mm.anon_vma_prepare(vma);  // the copy is anon
   Result<page::Folio> fresh = alloc_hugetlb_folio(k, vma, haddr);
   if (fresh.is_error()) {
     // The owner would unmap the page from its children and retry (unmap_ref_private); dpmm
@@ -133,8 +145,50 @@ FaultResult hugetlb_wp(Mm& mm, const Vma& vma, EntrySlot pmd, uint64_t orig, Vir
 FaultResult hugetlb_no_page(Mm& mm, const Vma& vma, EntrySlot pmd, VirtAddr haddr,
                             FaultFlags flags) REQUIRES_SHARED(mm.mmap_lock()) {
   Kernel& k = mm.kernel();
-  mm.anon_vma_prepare(vma);  // vmf_anon_prepare
   const uint64_t idx = vma_hugecache_offset(k, vma, haddr);
+  if (HugetlbfsFile* file = vma_hugetlbfs_file(vma)) {
+    // A hugetlbfs mapping: past EOF is SIGBUS; the page cache is looked at first.
+    if (idx >= file->size() / k.hstate().size())
+      return sigbus("hugetlb fault past the end of the hugetlbfs file");
+    const bool may_share = has(vma.flags, VmFlags::kMayShare);
+    std::optional<page::Folio> cached = file->find_folio(idx);
+    if (!cached && may_share) {
+      // A shared mapping instantiates the page in the cache, with the inode's reservation
+      // when it holds one for this index (vma_needs_reservation on the inode's regions).
+      const bool reserved = file->has_reservation(idx);
+      Result<page::Folio> fresh =
+          k.hstate().alloc_folio(reserved ? UseReserve::kYes : UseReserve::kNo);
+      if (fresh.is_error()) return sigbus("no huge page in the pool (alloc_hugetlb_folio)");
+      zero_huge_folio(k, *fresh);
+      fresh->set_flag(page::PageFlag::kUptodate);
+      file->add_folio(*fresh, idx);  // hugetlb_add_to_page_cache; the region is committed
+      cached = *fresh;               // the allocation's reference becomes the mapping's
+    }
+    if (cached) {
+      // make_huge_pte(vma, folio, VM_SHARED): writable and dirty in a writable shared
+      // mapping; read-only in a private one (a write copies it in hugetlb_wp).
+      const bool writable =
+          has(vma.flags, VmFlags::kShared) && has(vma.flags, VmFlags::kWrite);
+      uint64_t entry = 0;
+      {
+        SpinLocker guard(mm.page_table().lock());
+        if (pmd.load() == 0) {
+          hugetlb_add_file_rmap(*cached);
+          entry = make_huge_pte(k, vma, k.page_to_pfn(cached->head()), writable);
+          pmd.store(entry);
+        }
+      }
+      if (entry == 0) {
+        page::folio_put(*cached);  // raced with another populator: it is mapped already
+        return FaultResult::handled();
+      }
+      if (has(flags, FaultFlags::kWrite) && !writable)
+        return hugetlb_wp(mm, vma, pmd, entry, haddr);
+      return FaultResult::handled();
+    }
+    // A hole in a private mapping of the file: a private anon page, never cached.
+  }
+  mm.anon_vma_prepare(vma);  // vmf_anon_prepare
   const bool reserved = vma_has_reservation(vma, idx, Commit::kNo);
   Result<page::Folio> fresh =
       k.hstate().alloc_folio(reserved ? UseReserve::kYes : UseReserve::kNo);
@@ -237,7 +291,6 @@ void unmap_hugepage_range(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end,
   Kernel& k = mm.kernel();
   assert(start.is_aligned(kHpagePmdSize) && end.is_aligned(kHpagePmdSize) &&
          "hugetlb ranges are huge-page aligned");
-  (void)vma;
   for (VirtAddr a = start; a < end; a += kHpagePmdSize) {
     const std::optional<EntrySlot> pmd = mm.page_table().walk_pmd(a);
     if (!pmd) continue;
@@ -249,7 +302,38 @@ void unmap_hugepage_range(Mm& mm, const Vma& vma, VirtAddr start, VirtAddr end,
     page::Folio folio = page::page_folio(MUST(k.pfn_to_page(d->pfn), "a hugetlb leaf maps RAM"));
     if (arch::has(d->prot, Prot::kDirty)) folio.set_flag(page::PageFlag::kDirty);
     hugetlb_remove_rmap(folio);
+    // The owner of a private mapping unmapping an anon folio gets the huge page's reservation
+    // back, so MADV_DONTNEED followed by a fault cannot lose the page to someone else: the
+    // folio is marked HPG_restore_reserve (free_huge_folio re-reserves) and the page is no
+    // longer "consumed" in the owner's map (vma_needs_reservation + vma_add_reservation).
+    // dpmm does this only when the folio goes back to the pool with this unmap (no other
+    // mapping, no other reference): the kernel also does it for a folio a fork child still
+    // maps, and its HugePages_Rsvd then dips below zero when the owner's VMA closes until
+    // the child lets go (docs/mm.md).
+    if (vma.resv_map != nullptr && !has(vma.flags, VmFlags::kMayShare) && folio.is_anon() &&
+        folio.mapcount() == 0 && folio.ref_count() == 1) {
+      folio_set_hugetlb_restore_reserve(folio);
+      SpinLocker resv(vma.resv_map->lock);
+      vma.resv_map->consumed.erase(vma_hugecache_offset(k, vma, a));
+    }
     tlb.remove_folio(folio);  // tlb_remove_page_size: put after the flush
+  }
+}
+
+void move_hugetlb_page_tables(Mm& mm, VirtAddr old_addr, VirtAddr new_addr, uint64_t len) {
+  assert(old_addr.is_aligned(kHpagePmdSize) && new_addr.is_aligned(kHpagePmdSize) &&
+         (len % kHpagePmdSize) == 0 && "hugetlb moves are huge-page aligned");
+  for (uint64_t off = 0; off < len; off += kHpagePmdSize) {
+    const std::optional<EntrySlot> src = mm.page_table().walk_pmd(old_addr + off);
+    if (!src || src->load() == 0) continue;
+    // huge_pte_alloc for the destination, before the lock.
+    const EntrySlot dst = MUST(mm.page_table().walk_pmd_alloc(new_addr + off),
+                               "a page table for mremap's hugetlb destination");
+    SpinLocker guard(mm.page_table().lock());
+    // move_huge_pte: the leaf goes over as it is; its reference and mapcount go with it.
+    const uint64_t word = src->exchange(0);
+    assert(dst.load() == 0 && "mremap hugetlb destination in use");
+    dst.store(word);
   }
 }
 
@@ -294,11 +378,22 @@ Status copy_hugetlb_page_range(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& 
       const std::optional<DecodedEntry> d = pmd_trans_huge(k, entry);
       if (!d) continue;
       page::Folio folio = page::page_folio(MUST(k.pfn_to_page(d->pfn), "a hugetlb leaf maps RAM"));
-      const MaybePinned maybe_pinned = src.has_pinned() && folio_maybe_dma_pinned(folio)
+      const MaybePinned maybe_pinned = folio.is_anon() && src.has_pinned() &&
+                                               folio_maybe_dma_pinned(folio)
                                            ? MaybePinned::kYes
                                            : MaybePinned::kNo;
       page::folio_get(folio);
-      if (hugetlb_try_dup_anon_rmap(folio, maybe_pinned).is_error()) {
+      if (!folio.is_anon()) {
+        // A page-cache folio: one more file mapping (hugetlb_add_file_rmap), never copied.
+        hugetlb_add_file_rmap(folio);
+        uint64_t child = entry;
+        if (cow && arch::has(d->prot, Prot::kWrite)) {
+          child = MUST(k.codec().make_present(EntryLevel::kPmd, d->pfn, d->prot & ~Prot::kWrite),
+                       "a write-protected leaf encodes");
+          src_pmd->store(child);
+        }
+        dst_pmd->store(child);
+      } else if (hugetlb_try_dup_anon_rmap(folio, maybe_pinned).is_error()) {
         pinned = folio;  // copied below, without the locks
       } else {
         uint64_t child = entry;
@@ -357,6 +452,12 @@ Status hugetlb_try_dup_anon_rmap(page::Folio folio, MaybePinned maybe_pinned) {
   folio.entire_mapcount_raw().fetch_add(1, std::memory_order_acq_rel);
   folio.large_mapcount_raw().fetch_add(1, std::memory_order_acq_rel);
   return ok();
+}
+
+void hugetlb_add_file_rmap(page::Folio folio) {
+  assert(folio.is_hugetlb() && !folio.is_anon() && "a hugetlbfs page-cache folio");
+  folio.entire_mapcount_raw().fetch_add(1, std::memory_order_acq_rel);
+  folio.large_mapcount_raw().fetch_add(1, std::memory_order_acq_rel);
 }
 
 void hugetlb_remove_rmap(page::Folio folio) {

@@ -1,6 +1,7 @@
 // Real threads on hugetlb mappings of one Mm: first-touch faults of the same huge pages race
 // (hugetlb_fault's fault mutex lets one thread map each page, from its reservation), while
-// another thread maps, writes, write-protects and unmaps a second hugetlb mapping.
+// another thread maps, writes, write-protects and unmaps a second hugetlb mapping. And shared
+// hugetlbfs faults from two processes racing with truncation of the file.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include "arch/decoded_entry.h"
 #include "base/thread.h"
 #include "mm/hstate.h"
+#include "mm/hugetlbfs.h"
 #include "mm/page_table.h"
 #include "mm/process.h"
 #include "mm/test_machine.h"
@@ -101,6 +103,66 @@ TEST(HugetlbConcurrencyTest, FirstTouchFaultsRaceWithMapProtectUnmap) {
     }
   }
   EXPECT_EQ(k->hugetlb_meminfo().free, 6u);
+  k->set_nr_hugepages(0);
+  EXPECT_EQ(k->nr_free_pages(), free0);
+}
+
+// Two processes fault and write one shared hugetlbfs file from several threads while another
+// thread truncates it to nothing and grows it back: every access either sees a consistent
+// word or is SIGBUS past EOF, and when everything is closed every page and reservation is
+// back in the pool.
+TEST(HugetlbConcurrencyTest, SharedFaultsRaceWithTruncation) {
+  auto k = testing::make_test_kernel();
+  const uint64_t free0 = k->nr_free_pages();
+  k->set_nr_hugepages(4);
+  {
+    constexpr uint64_t kHugePages = 2;
+    auto file = HugetlbfsFile::create(*k, kHugePages * kHuge).value();
+    auto p = Process::create(*k).value();
+    auto q = Process::create(*k).value();
+    const VirtAddr a =
+        p->mmap_file(VirtAddr(0), kHugePages * kHuge, kRw, MmapFlags::kShared, file, 0).value();
+    const VirtAddr b =
+        q->mmap_file(VirtAddr(0), kHugePages * kHuge, kRw, MmapFlags::kShared, file, 0).value();
+    EXPECT_EQ(k->hugetlb_meminfo().rsvd, kHugePages);
+    std::atomic<int> bad{0};
+    std::atomic<bool> stop{false};
+    {
+      std::vector<Thread> threads;
+      for (int t = 0; t < 2; ++t) {
+        Process* proc = t == 0 ? p.get() : q.get();
+        const VirtAddr base = t == 0 ? a : b;
+        threads.emplace_back("writer", [&, proc, base, t] {
+          for (int i = 0; i < 200 && !stop.load(); ++i) {
+            const uint64_t off = (uint64_t(i) % kHugePages) * kHuge + uint64_t(t) * 8;
+            const uint64_t v = (uint64_t(t + 1) << 32) | uint64_t(i);
+            if (proc->write_u64(base + off, v).is_error()) continue;  // SIGBUS past EOF
+            Result<uint64_t> got = proc->read_u64(base + off);
+            // Truncation may zero the page in between; anything else is wrong.
+            if (got.is_ok() && *got != v && *got != 0 && (*got >> 32) != uint64_t(t + 1)) ++bad;
+          }
+        });
+      }
+      threads.emplace_back("truncate", [&] {
+        for (int i = 0; i < 20; ++i) {
+          if (file->ftruncate(0).is_error()) ++bad;
+          if (file->ftruncate(kHugePages * kHuge).is_error()) ++bad;
+        }
+      });
+      for (Thread& th : threads) th.join();
+    }
+    EXPECT_EQ(bad.load(), 0);
+    // The file's pages and the regions agree with the pool.
+    const HugetlbMeminfo m = k->hugetlb_meminfo();
+    EXPECT_EQ(m.free, 4u - file->nr_cached());
+    EXPECT_EQ(m.rsvd, file->nr_regions() - file->nr_cached());
+    p.reset();
+    q.reset();
+    EXPECT_EQ(k->hugetlb_meminfo().free, 4u - file->nr_cached());
+    file.reset();
+    EXPECT_EQ(k->hugetlb_meminfo().free, 4u);
+    EXPECT_EQ(k->hugetlb_meminfo().rsvd, 0u);
+  }
   k->set_nr_hugepages(0);
   EXPECT_EQ(k->nr_free_pages(), free0);
 }

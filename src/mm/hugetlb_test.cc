@@ -13,6 +13,7 @@
 #include "mm/hugetlb.h"
 #include "mm/pagemap.h"
 #include "mm/process.h"
+#include "mm/shmem.h"
 #include "mm/test_machine.h"
 #include "phys/test_machine.h"
 
@@ -148,10 +149,12 @@ TEST_P(HugetlbTest, AlignmentAndUnmodelledFlagsAreEinval) {
                                     kHugeAnon | MmapFlags::kFixed);
   ASSERT_TRUE(fixed.is_error());
   EXPECT_EQ(fixed.error().code(), Errno::kEINVAL);
-  Result<VirtAddr> shared = p_->mmap(
-      VirtAddr(0), kHuge, kRw, MmapFlags::kShared | MmapFlags::kAnonymous | MmapFlags::kHugetlb);
-  ASSERT_TRUE(shared.is_error());
-  EXPECT_EQ(shared.error().code(), Errno::kEINVAL);
+  // MAP_HUGETLB with a file that is not on hugetlbfs.
+  auto shm = ShmemFile::create(*k_, kHuge).value();
+  Result<VirtAddr> notfs = p_->mmap_file(VirtAddr(0), kHuge, kRw,
+                                         MmapFlags::kShared | MmapFlags::kHugetlb, shm, 0);
+  ASSERT_TRUE(notfs.is_error());
+  EXPECT_EQ(notfs.error().code(), Errno::kEINVAL);
   // munmap and mprotect that would cut a huge page: EINVAL, nothing changed.
   for (const auto& [start, len] : {std::pair{a, kPageSize}, std::pair{a + kPageSize, kPageSize},
                                    std::pair{a + kPageSize, kHuge - kPageSize}}) {
@@ -166,10 +169,13 @@ TEST_P(HugetlbTest, AlignmentAndUnmodelledFlagsAreEinval) {
   EXPECT_EQ(v.start, a);
   EXPECT_EQ(v.size(), kHuge);
   EXPECT_TRUE(has(v.flags, VmFlags::kWrite));
-  // mremap of a hugetlb mapping is not modelled.
-  EXPECT_TRUE(p_->mremap(a, kHuge, kHuge, MremapFlags::kMayMove).is_error());
-  // MADV_DONTNEED on a hugetlb VMA: dpmm refuses it (docs/mm.md).
-  EXPECT_TRUE(p_->madvise(a, kHuge, Madvise::kDontNeed).is_error());
+  // MADV_DONTNEED from inside a huge page, and MADV_FREE of hugetlb: EINVAL.
+  const Status dn = p_->madvise(a + kPageSize, kPageSize, Madvise::kDontNeed);
+  ASSERT_TRUE(dn.is_error());
+  EXPECT_EQ(dn.error().code(), Errno::kEINVAL);
+  const Status fr = p_->madvise(a, kHuge, Madvise::kFree);
+  ASSERT_TRUE(fr.is_error());
+  EXPECT_EQ(fr.error().code(), Errno::kEINVAL);
   expect_pool(2, 2, 1);
   ASSERT_TRUE(p_->munmap(a, kHuge).is_ok());
 }
@@ -396,6 +402,131 @@ TEST_P(HugetlbTest, ForkCopiesAPinnedFolioForTheChild) {
   unpin_user_pages(pinned);
   child_.reset();
   ASSERT_TRUE(p_->munmap(a, kHuge).is_ok());
+}
+
+TEST_P(HugetlbTest, DontneedZapsWholeHugePagesAndRestoresTheReservation) {
+  k_->set_nr_hugepages(3);
+  const VirtAddr a = p_->mmap(VirtAddr(0), 3 * kHuge, kRw, kHugeAnon).value();
+  write_pattern(*p_, a, 3 * kHuge, 0x3333);
+  expect_pool(3, 0, 0);
+  const Pfn second = pmd(*p_, a + kHuge).pfn;
+  page::Folio f2 = folio_at(second);
+  // A length that ends inside the third huge page rounds down: only the second goes.
+  ASSERT_TRUE(p_->madvise(a + kHuge, kHuge + kPageSize, Madvise::kDontNeed).is_ok());
+  EXPECT_EQ(pmd(*p_, a + kHuge).kind, DecodedEntry::Kind::kNone);
+  EXPECT_EQ(f2.ref_count(), 0) << "back in the pool";
+  EXPECT_EQ(f2.mapcount(), 0);
+  EXPECT_FALSE(f2.is_anon());
+  EXPECT_EQ(f2.head()->private_data(), 0u) << "HPG_restore_reserve cleared by the free";
+  // The owner's reservation for the zapped page came back with the folio.
+  expect_pool(3, 1, 1);
+  expect_pattern(*p_, a, kHuge, 0x3333);
+  std::vector<uint64_t> third(kHuge / 8);
+  ASSERT_TRUE(p_->read(a + 2 * kHuge, std::as_writable_bytes(std::span(third))).is_ok());
+  for (uint64_t i = 0; i < third.size(); ++i)
+    ASSERT_EQ(third[i], (2 * kHuge / 8 + i) ^ 0x3333) << "third page kept, word " << i;
+  // A length shorter than a huge page zaps nothing.
+  ASSERT_TRUE(p_->madvise(a, kPageSize, Madvise::kDontNeed).is_ok());
+  EXPECT_EQ(pmd(*p_, a).kind, DecodedEntry::Kind::kPresent);
+  expect_pool(3, 1, 1);
+  // The refault reads zeros and uses the restored reservation, so an unreserved
+  // MAP_NORESERVE mapping could not have taken the page meanwhile.
+  const VirtAddr nr =
+      p_->mmap(VirtAddr(0), kHuge, kRw, kHugeAnon | MmapFlags::kNoReserve).value();
+  EXPECT_TRUE(p_->write_u64(nr, 1).is_error()) << "the only free page is reserved";
+  EXPECT_EQ(p_->read_u64(a + kHuge + 64).value(), 0u);
+  expect_pool(3, 0, 0);
+  const DecodedEntry d = pmd(*p_, a + kHuge);
+  ASSERT_EQ(d.kind, DecodedEntry::Kind::kPresent);
+  EXPECT_EQ(folio_at(d.pfn).ref_count(), 1);
+  EXPECT_EQ(folio_at(d.pfn).mapcount(), 1);
+  // DONTNEED over the whole mapping, then munmap: every folio and reservation returns.
+  ASSERT_TRUE(p_->madvise(a, 3 * kHuge, Madvise::kDontNeed).is_ok());
+  expect_pool(3, 3, 3);
+  ASSERT_TRUE(p_->munmap(a, 3 * kHuge).is_ok());
+  expect_pool(3, 3, 0);
+  ASSERT_TRUE(p_->munmap(nr, kHuge).is_ok());
+}
+
+TEST_P(HugetlbTest, DontneedOfASharedCowFolioKeepsItForTheChild) {
+  k_->set_nr_hugepages(2);
+  const VirtAddr a = p_->mmap(VirtAddr(0), kHuge, kRw, kHugeAnon).value();
+  write_pattern(*p_, a, kHuge, 0x4444);
+  const Pfn orig = pmd(*p_, a).pfn;
+  child_ = p_->fork().value();
+  page::Folio f = folio_at(orig);
+  EXPECT_EQ(f.mapcount(), 2);
+  // The parent drops its mapping: the child's stays; the reservation stays consumed (dpmm's
+  // simplification: docs/mm.md).
+  ASSERT_TRUE(p_->madvise(a, kHuge, Madvise::kDontNeed).is_ok());
+  EXPECT_EQ(pmd(*p_, a).kind, DecodedEntry::Kind::kNone);
+  EXPECT_EQ(f.ref_count(), 1);
+  EXPECT_EQ(f.mapcount(), 1);
+  expect_pool(2, 1, 0);
+  expect_pattern(*child_, a, kHuge, 0x4444);
+  EXPECT_EQ(p_->read_u64(a).value(), 0u) << "the parent refaults a fresh zeroed page";
+  expect_pool(2, 0, 0);
+  child_.reset();
+  expect_pool(2, 1, 0);
+  ASSERT_TRUE(p_->munmap(a, kHuge).is_ok());
+}
+
+TEST_P(HugetlbTest, MremapMovesLeavesAndReservationsAndNeverGrows) {
+  k_->set_nr_hugepages(4);
+  const VirtAddr a = p_->mmap(VirtAddr(0), 3 * kHuge, kRw, kHugeAnon).value();
+  write_pattern(*p_, a, kHuge, 0x5151);  // only the first huge page faulted
+  const Pfn first = pmd(*p_, a).pfn;
+  expect_pool(4, 3, 2);
+  const VirtAddr dst = p_->mmap(VirtAddr(0), 4 * kHuge, kRw, kHugeAnon | MmapFlags::kNoReserve)
+                           .value();
+  ASSERT_TRUE(p_->munmap(dst, 4 * kHuge).is_ok());
+  // The errors: unaligned addresses, growing, DONTUNMAP (VM_DONTEXPAND).
+  const auto einval = [&](Result<VirtAddr> r) {
+    ASSERT_TRUE(r.is_error());
+    EXPECT_EQ(r.error().code(), Errno::kEINVAL);
+  };
+  einval(p_->mremap(a + kPageSize, kHuge, kHuge, MremapFlags::kMayMove | MremapFlags::kFixed,
+                    dst));
+  einval(p_->mremap(a, kHuge, kHuge, MremapFlags::kMayMove | MremapFlags::kFixed,
+                    dst + kPageSize));
+  einval(p_->mremap(a, kHuge, 2 * kHuge, MremapFlags::kMayMove));
+  einval(p_->mremap(a, kHuge, kHuge + 1, MremapFlags::kMayMove));
+  einval(p_->mremap(a, kHuge, kHuge, MremapFlags::kMayMove | MremapFlags::kDontUnmap));
+  einval(p_->mremap(a, kHuge, kHuge, MremapFlags::kNone, VirtAddr(kPageSize)));
+  expect_pool(4, 3, 2);
+  // Lengths round up: a one-byte length names the whole first huge page, which moves with
+  // its leaf; the VMA keeps its page offset.
+  const VirtAddr to =
+      p_->mremap(a, 1, 1, MremapFlags::kMayMove | MremapFlags::kFixed, dst).value();
+  EXPECT_EQ(to, dst);
+  EXPECT_EQ(pmd(*p_, a).kind, DecodedEntry::Kind::kNone);
+  EXPECT_EQ(pmd(*p_, dst).pfn, first);
+  page::Folio f = folio_at(first);
+  EXPECT_EQ(f.ref_count(), 1);
+  EXPECT_EQ(f.mapcount(), 1);
+  EXPECT_TRUE(page_anon_exclusive(f.head()));
+  expect_pattern(*p_, dst, kHuge, 0x5151);
+  const Vma moved = vma_at(*p_, dst);
+  EXPECT_EQ(moved.size(), kHuge);
+  EXPECT_EQ(moved.pgoff, 0u);
+  EXPECT_NE(moved.resv_map, nullptr) << "the moved VMA still owns the reservation map";
+  EXPECT_EQ(vma_at(*p_, a + kHuge).pgoff, kNr) << "the rest stays where it was";
+  expect_pool(4, 3, 2);  // no reservation moved or leaked
+  // The rest still uses its reservations; the moved page is still consumed.
+  ASSERT_TRUE(p_->write_u64(a + kHuge, 9).is_ok());
+  expect_pool(4, 2, 1);
+  // A shrink in place drops the tail's unused reservation.
+  EXPECT_EQ(p_->mremap(a + kHuge, 2 * kHuge, kHuge, MremapFlags::kNone).value(), a + kHuge);
+  expect_pool(4, 2, 0);
+  EXPECT_EQ(p_->read_u64(a + kHuge).value(), 9u);
+  // Moving a faulted page back over a range of the same mapping's old address.
+  EXPECT_EQ(p_->mremap(dst, kHuge, kHuge, MremapFlags::kMayMove | MremapFlags::kFixed, a).value(),
+            a);
+  expect_pattern(*p_, a, kHuge, 0x5151);
+  EXPECT_EQ(pmd(*p_, a).pfn, first);
+  ASSERT_TRUE(p_->munmap(a, 2 * kHuge).is_ok());
+  expect_pool(4, 4, 0);
+  EXPECT_EQ(f.ref_count(), 0);
 }
 
 TEST_P(HugetlbTest, ExitReturnsEveryFolioAndReservation) {

@@ -8,7 +8,9 @@
 //   NORMAL / RANDOM / SEQUENTIAL  VM_RAND_READ / VM_SEQ_READ set or cleared (VMA split/merge)
 //   WILLNEED                      nothing to read ahead (no swap, page cache in memory)
 //   DONTNEED                      zap_page_range_single (MMU_NOTIFY_CLEAR): anon pages go,
-//                                 file pages are unmapped and refault from the page cache
+//                                 file pages are unmapped and refault from the page cache;
+//                                 on hugetlb, whole huge pages from an aligned start (the
+//                                 end rounds down), their reservations restored (hugetlb.h)
 //   FREE                          lazyfree on anonymous private VMAs (see madvise_free_locked)
 //   HUGEPAGE / NOHUGEPAGE         hugepage_madvise: VM_HUGEPAGE / VM_NOHUGEPAGE
 //   COLLAPSE                      madvise_collapse: anonymous ranges collapse into PMD-mapped
@@ -24,6 +26,7 @@
 #include "mm/anon_rmap.h"
 #include "mm/fault.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 #include "page/folio_lock.h"
@@ -283,8 +286,19 @@ Status Mm::madvise_vma_locked(VmaMap::iterator it, VirtAddr start, VirtAddr end,
       // memory): nothing to do.
       return ok();
     case Madvise::kDontNeed:
+      if (is_vm_hugetlb_page(vma)) {
+        // madvise_dontneed_free_valid_vma (kernel >= 6.3): the part of the range in this VMA
+        // must start on a huge page, and its end rounds down to one so that no byte past
+        // the caller's length is lost; whole huge pages are zapped (locked VMAs too).
+        if (!start.is_aligned(kHpagePmdSize))
+          return make_error(Errno::kEINVAL, "MADV_DONTNEED of hugetlb at {}: not huge-page aligned",
+                            start);
+        const VirtAddr hend = end.align_down(kHpagePmdSize);
+        if (hend > start) zap_vma_range_rmap_locked(vma, start, hend);
+        return ok();
+      }
       if (!can_madv_lru_vma(vma))
-        return make_error(Errno::kEINVAL, "MADV_DONTNEED of a locked, PFN-mapped or hugetlb VMA");
+        return make_error(Errno::kEINVAL, "MADV_DONTNEED of a locked or PFN-mapped VMA");
       zap_vma_range_rmap_locked(vma, start, end);
       return ok();
     case Madvise::kFree:

@@ -5,6 +5,7 @@
 #include <cassert>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -38,11 +39,12 @@ Mm::~Mm() {
     invalidate_range_start(range);
     MmuGather tlb(*this, VirtAddr(0), VirtAddr(kPgtableTop));
     for (const auto& [start, vma] : vmas_) zap_range_locked(vma, vma.start, vma.end, tlb);
+    std::vector<Vma> gone;
     {
       WriteLocker rmap(kernel_.anon_vma_lock());
       tlb.remove_tables(page_table_->free_pgd_range(VirtAddr(0), VirtAddr(kPgtableTop),
                                                     VirtAddr(0), VirtAddr(kPgtableTop)));
-      while (!vmas_.empty()) vma_unlink_locked(vmas_.begin());
+      while (!vmas_.empty()) gone.push_back(vma_unlink_locked(vmas_.begin()));
       // unlink_anon_vmas: this mm's references go; an anon_vma forked from stays for its
       // children's folios.
       std::vector<AnonVma*> mine =
@@ -53,6 +55,7 @@ Mm::~Mm() {
       }
     }
     tlb.finish();
+    for (const Vma& v : gone) vma_close(v);  // remove_vma, after the pages went
     invalidate_range_end(range);
     // The interval notifiers may outlive the mm (mmgrab): tell their tree it is gone.
     if (interval_tree_ != nullptr) interval_tree_->mm_gone();

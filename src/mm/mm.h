@@ -77,10 +77,12 @@ class Mm {
 
   // mmap(addr, len, prot, flags, -1, 0) (mm/mmap.c do_mmap, mm/vma.c mmap_region).
   // MAP_PRIVATE|MAP_ANONYMOUS is anonymous memory; MAP_SHARED|MAP_ANONYMOUS is a private
-  // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0).
+  // shmem file behind the VMA (shmem_zero_setup, vm_pgoff 0); MAP_SHARED|MAP_ANONYMOUS|
+  // MAP_HUGETLB an unlinked hugetlbfs file (hugetlb_file_setup, hugetlbfs.h).
   //   EINVAL      len 0; MAP_FIXED with an unaligned addr; no MAP_SHARED/MAP_PRIVATE type;
-  //               MAP_HUGETLB with MAP_SHARED (not modelled); unknown PROT_ bits; hugetlb:
-  //               MAP_FIXED at an address not huge-page aligned
+  //               unknown PROT_ bits; hugetlb: MAP_FIXED at an address not huge-page
+  //               aligned, MAP_HUGETLB with a file not on hugetlbfs, a hugetlbfs offset not
+  //               huge-page aligned
   //   ENOMEM      hugetlb: the pool cannot reserve every huge page (hugetlb.h)
   //   ENOMEM      len rounds past TASK_SIZE; a fixed range beyond TASK_SIZE; no room for it;
   //               more than max_map_count VMAs
@@ -108,11 +110,14 @@ class Mm {
   // every PTE as it is (present, swap, device-private, migration entries: refcounts and
   // mapcounts stay) under MMU_NOTIFY_UNMAP of the old range; the VMA keeps its vm_pgoff, so
   // the rmap finds the pages at their new address. MREMAP_DONTUNMAP leaves the old range
-  // mapped and empty, without its anon_vma. Takes mmap_lock for write.
+  // mapped and empty, without its anon_vma. A hugetlb mapping's lengths round up to whole
+  // huge pages; it may shrink in place or move (MREMAP_FIXED) with its PMD leaves and its
+  // reservations (move_hugetlb_page_tables), never grow. Takes mmap_lock for write.
   //   EINVAL  unknown flags; FIXED or DONTUNMAP without MAYMOVE; DONTUNMAP with
   //           old_len != new_len; old_addr or new_addr unaligned; new_len 0; the new range
   //           beyond TASK_SIZE or overlapping the old one; old_len 0 of a private mapping;
-  //           DONTUNMAP of a VM_DONTEXPAND/VM_PFNMAP mapping
+  //           DONTUNMAP of a VM_DONTEXPAND/VM_PFNMAP mapping (so of any hugetlb one);
+  //           hugetlb: old_addr or new_addr not huge-page aligned, or new_len > old_len
   //   EFAULT  no VMA at old_addr, the old range crosses its end, or growing a VM_DONTEXPAND
   //           or VM_PFNMAP mapping
   //   ENOMEM  cannot grow in place without MREMAP_MAYMOVE; no room; map count
@@ -122,7 +127,8 @@ class Mm {
   // madvise (mm/madvise.c), madvise.cc lists each advice. Takes mmap_lock for write (the
   // kernel takes it for read for some advice; the effect is the same).
   //   EINVAL  unknown advice; start unaligned; the range wraps; advice the VMA refuses
-  //           (DONTNEED/FREE of VM_LOCKED/VM_PFNMAP/VM_HUGETLB, FREE of a non-anonymous
+  //           (DONTNEED/FREE of VM_LOCKED/VM_PFNMAP, FREE of VM_HUGETLB, DONTNEED of a
+  //           hugetlb VMA from a start inside a huge page, FREE of a non-anonymous
   //           VMA, COLLAPSE where no PMD-sized page may go)
   //   ENOMEM  part of the range is not mapped (the mapped parts are still advised), or
   //           MADV_COLLAPSE could not allocate its huge page (always for shmem: docs/mm.md)
@@ -296,7 +302,12 @@ class Mm {
   // The only ways VMAs enter and leave vmas_ (besides split/merge bookkeeping): they keep
   // each file's i_mmap in step. REQUIRES the anon_vma lock held for write too.
   VmaMap::iterator vma_link_locked(Vma vma) REQUIRES(mmap_lock_);
-  void vma_unlink_locked(VmaMap::iterator it) REQUIRES(mmap_lock_);
+  // Returns the unlinked VMA for vma_close, which the munmap and exit paths call after their
+  // tlb_finish_mmu, as the kernel's remove_vma runs after the pages are freed (a hugetlb
+  // folio freed by the unmap may restore a reservation that the close then gives back).
+  Vma vma_unlink_locked(VmaMap::iterator it) REQUIRES(mmap_lock_);
+  // remove_vma's vm_ops->close (hugetlb_vm_op_close). No lock needed beyond the caller's.
+  void vma_close(const Vma& vma);
   // `align` > kPageSize places the range at that alignment (a hugetlb mapping's huge page
   // size; MAP_FIXED at an unaligned address is then EINVAL, prepare_hugepage_range).
   Result<VirtAddr> get_unmapped_area_locked(VirtAddr hint, uint64_t len, MmapFlags flags,

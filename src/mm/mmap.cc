@@ -6,6 +6,7 @@
 #include "mm/address_space.h"
 #include "mm/hstate.h"
 #include "mm/hugetlb.h"
+#include "mm/hugetlbfs.h"
 #include "mm/mm.h"
 #include "mm/shmem.h"
 
@@ -97,22 +98,21 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
   if (!shared && type != static_cast<uint32_t>(MmapFlags::kPrivate))
     return make_error(Errno::kEINVAL, "mmap flags {} name neither MAP_SHARED nor MAP_PRIVATE",
                       map_flags_to_string(flags));
-  const bool hugetlb = has(flags, MmapFlags::kHugetlb);
+  // ksys_mmap_pgoff: a hugetlbfs file is a hugetlb mapping with or without MAP_HUGETLB;
+  // MAP_HUGETLB with any other file is EINVAL, and without a file names an anonymous hugetlb
+  // file (hugetlb_file_setup).
+  const bool hugetlbfs = file != nullptr && dynamic_cast<HugetlbfsFile*>(file.get()) != nullptr;
+  const bool hugetlb = has(flags, MmapFlags::kHugetlb) || hugetlbfs;
   if (hugetlb) {
-    // ksys_mmap_pgoff: MAP_HUGETLB names the anonymous hugetlb file; with a file that is not
-    // hugetlbfs it is EINVAL. dpmm models private anonymous hugetlb only (hugetlb.h).
-    if (file != nullptr)
+    if (file != nullptr && !hugetlbfs)
       return make_error(Errno::kEINVAL, "MAP_HUGETLB with a file that is not on hugetlbfs");
-    if (shared)
-      return make_error(Errno::kEINVAL, "MAP_SHARED|MAP_HUGETLB: shared hugetlb mappings are "
-                        "not modelled");
     // len = ALIGN(len, huge_page_size(hs)).
     const uint64_t huge = kernel_.hstate().size();
     const uint64_t rounded = (len + huge - 1) & ~(huge - 1);
     if (rounded < len || rounded > kernel_.task_size().raw())
       return make_error(Errno::kENOMEM, "MAP_HUGETLB length {:#x} exceeds TASK_SIZE", len);
     len = rounded;
-    pgoff = 0;  // the anonymous hugetlb file is mapped from its start
+    if (file == nullptr) pgoff = 0;  // the anonymous hugetlb file is mapped from its start
   }
   if ((prot & ~kAllMmapProt) != MmapProt::kNone)
     return make_error(Errno::kEINVAL, "mmap with unknown protection bits {}",
@@ -156,7 +156,12 @@ Result<VirtAddr> Mm::do_mmap(VirtAddr addr, uint64_t len, MmapProt prot, MmapFla
     // hugetlbfs_file_mmap: VM_HUGETLB|VM_DONTEXPAND, then hugetlb_reserve_pages. Hugetlb
     // pages are never charged to the commit limit (accountable_mapping: no VM_ACCOUNT).
     vm_flags = (vm_flags & ~VmFlags::kAccount) | VmFlags::kHugetlb | VmFlags::kDontExpand;
-    return mmap_hugetlb_region_locked(start, len, vm_flags, flags);
+    // dpmm keeps a private anonymous hugetlb VMA file-less (docs/mm.md).
+    if (file == nullptr && !shared) return mmap_hugetlb_region_locked(start, len, vm_flags, flags);
+    // MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB: an unlinked hugetlbfs file of the mapping's size,
+    // which the VMA alone holds (hugetlb_file_setup, with VM_NORESERVE: the mmap reserves).
+    if (file == nullptr) file = TRY(HugetlbfsFile::create(kernel_, len, "anon_hugepage"));
+    return mmap_region_locked(start, len, vm_flags, pgoff, std::move(file), flags);
   }
   const VirtAddr start = TRY(get_unmapped_area_locked(addr, len, flags));
   // An anonymous private VMA's pgoff is its start page (do_mmap).
@@ -235,14 +240,19 @@ Mm::VmaMap::iterator Mm::vma_link_locked(Vma vma) {
   return it;
 }
 
-void Mm::vma_unlink_locked(VmaMap::iterator it) {
-  // vm_ops->close: a hugetlb owner gives back its unused reservations. Unlinking for a merge
-  // never reaches a hugetlb VMA (can_merge).
-  if (is_vm_hugetlb_page(it->second)) hugetlb_vm_op_close(kernel_, it->second);
+Vma Mm::vma_unlink_locked(VmaMap::iterator it) {
   if (it->second.file != nullptr) {
     if (AddressSpace* mapping = it->second.file->mapping()) mapping->i_mmap_unlink(this);
   }
+  Vma gone = std::move(it->second);
   vmas_.erase(it);
+  return gone;
+}
+
+void Mm::vma_close(const Vma& vma) {
+  // vm_ops->close: a hugetlb owner gives back its unused reservations. Unlinking for a merge
+  // never reaches a hugetlb VMA (can_merge).
+  if (is_vm_hugetlb_page(vma)) hugetlb_vm_op_close(kernel_, vma);
 }
 
 }  // namespace dpmm::mm

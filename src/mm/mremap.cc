@@ -1,10 +1,12 @@
 // mremap (mm/mremap.c: do_mremap / SYSCALL mremap, mremap_to, vma_to_resize, vma_expandable,
-// move_vma, copy_vma, move_page_tables, move_ptes).
+// move_vma, copy_vma, move_page_tables, move_ptes, align_hugetlb; mm/hugetlb.c
+// move_hugetlb_page_tables, clear_vma_resv_huge_pages).
 #include <algorithm>
 #include <cassert>
 
 #include "mm/address_space.h"
 #include "mm/huge_memory.h"
+#include "mm/hugetlb.h"
 #include "mm/mm.h"
 
 namespace dpmm::mm {
@@ -40,16 +42,30 @@ Result<VirtAddr> Mm::mremap(VirtAddr addr, uint64_t old_len_in, uint64_t new_len
     return make_error(Errno::kEINVAL, "mremap to length {:#x}", new_len_in);
   if (!old_aligned) return make_error(Errno::kEINVAL, "mremap of length {:#x}", old_len_in);
   uint64_t old_len = *old_aligned;
-  const uint64_t new_len = *new_aligned;
+  uint64_t new_len = *new_aligned;
   const bool may_move = has(flags, MremapFlags::kMayMove);
 
   WriteLocker guard(mmap_lock_);
   const Vma* vma = vma_lookup(addr);
   if (vma == nullptr) return make_error(Errno::kEFAULT, "mremap: nothing is mapped at {}", addr);
-  // The kernel moves and shrinks hugetlb mappings at huge-page granularity (and never grows
-  // them); dpmm does not model moving them at all (docs/mm.md).
-  if (has(vma->flags, VmFlags::kHugetlb))
-    return make_error(Errno::kEINVAL, "mremap of a hugetlb mapping at {} is not modelled", addr);
+  if (is_vm_hugetlb_page(*vma)) {
+    // align_hugetlb: both lengths round up to whole huge pages, both addresses must be huge
+    // aligned (new_addr even without MREMAP_FIXED), and growing is refused: the reservation
+    // map cannot be extended.
+    const uint64_t hmask = kHpagePmdSize - 1;
+    if (old_len > UINT64_MAX - hmask || new_len > UINT64_MAX - hmask)
+      return make_error(Errno::kEINVAL, "mremap of hugetlb: a length overflows");
+    old_len = (old_len + hmask) & ~hmask;
+    new_len = (new_len + hmask) & ~hmask;
+    if (!addr.is_aligned(kHpagePmdSize) || !new_addr.is_aligned(kHpagePmdSize))
+      return make_error(Errno::kEINVAL, "mremap of hugetlb at {} to {}: not huge-page aligned",
+                        addr, new_addr);
+    if (new_len > old_len)
+      return make_error(Errno::kEINVAL, "mremap may not grow the hugetlb mapping at {}", addr);
+    // From here on the common paths apply: a shrink unmaps the tail in place; a move needs
+    // MREMAP_FIXED (growing is the only other reason to move); DONTUNMAP is refused for
+    // VM_DONTEXPAND (vma_to_resize).
+  }
   if (old_len == 0 && !has_any(vma->flags, VmFlags::kShared | VmFlags::kMayShare))
     return make_error(Errno::kEINVAL, "mremap of length 0 of a private mapping at {}", addr);
 
@@ -166,6 +182,19 @@ Result<VirtAddr> Mm::move_vma_locked(VmaMap::iterator it, VirtAddr old_addr, uin
       old_it->second.flags &= ~(VmFlags::kLocked | VmFlags::kLockOnFault);
     }
   } else if (old_len != 0) {  // old_len 0 duplicates a shared mapping: nothing to unmap
+    if (is_vm_hugetlb_page(moved)) {
+      // The moved VMA took the reservation map with it (hugetlb_vm_op_open shares it), so
+      // the piece left at the old address must not give its unused reservations back when
+      // the unmap below closes it (clear_vma_resv_huge_pages). The kernel clears the whole
+      // old VMA, so parts of it that stay lose their reservations; dpmm splits first and
+      // clears only the moved piece (docs/mm.md). Hugetlb cuts here are huge-page aligned.
+      auto old_it = vmas_.find(old_vma_start.raw());
+      if (old_it->second.start < old_addr) old_it = TRY(split_vma_locked(old_it, old_addr));
+      if (old_it->second.end > old_addr + old_len)
+        TRY(split_vma_locked(old_it, old_addr + old_len));
+      WriteLocker rmap(kernel_.anon_vma_lock());
+      old_it->second.resv_map = nullptr;
+    }
     TRY(do_munmap_locked(old_addr, old_addr + old_len));
   }
   if (auto nit = vmas_.find(new_addr.raw()); nit != vmas_.end()) merge_around_locked(nit);
@@ -173,6 +202,11 @@ Result<VirtAddr> Mm::move_vma_locked(VmaMap::iterator it, VirtAddr old_addr, uin
 }
 
 void Mm::move_page_tables_locked(VirtAddr old_addr, VirtAddr new_addr, uint64_t len) {
+  if (const Vma* old_vma = vma_lookup(old_addr);
+      old_vma != nullptr && is_vm_hugetlb_page(*old_vma)) {
+    move_hugetlb_page_tables(*this, old_addr, new_addr, len);
+    return;
+  }
   constexpr uint64_t kPmdSpan = uint64_t{1} << kPmdShift;
   for (uint64_t off = 0; off < len;) {
     const VirtAddr from = old_addr + off;

@@ -1,6 +1,7 @@
 // munmap (mm/vma.c do_vmi_munmap, vms_gather_munmap_vmas, vms_complete_munmap_vmas;
 // mm/mmap.c free_pgtables via unmap_region).
 #include <cassert>
+#include <vector>
 
 #include "mm/mm.h"
 
@@ -34,15 +35,17 @@ Status Mm::do_munmap_locked(VirtAddr start, VirtAddr end) {
   MmuGather tlb(*this, start, end);
   auto stop = vmas_.lower_bound(end.raw());
   for (auto v = it; v != stop; ++v) zap_range_locked(v->second, v->second.start, v->second.end, tlb);
+  std::vector<Vma> gone;
   {
     // rmap walks read VMAs and walk page tables (rmap.h).
     WriteLocker rmap(kernel_.anon_vma_lock());
-    while (it != stop) vma_unlink_locked(it++);
+    while (it != stop) gone.push_back(vma_unlink_locked(it++));
     // free_pgtables: tables serving only the hole between the neighbours go.
     tlb.remove_tables(page_table_->free_pgd_range(start, end, floor_below_locked(start),
                                                   ceiling_above_locked(end)));
   }
   tlb.finish();
+  for (const Vma& v : gone) vma_close(v);  // remove_vma, after the pages went
   invalidate_range_end(range);
   return ok();
 }
