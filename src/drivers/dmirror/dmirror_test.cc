@@ -15,6 +15,8 @@
 #include "drivers/dmirror/dmirror_device.h"
 #include "drivers/dmirror/mirror.h"
 #include "migrate/device_kernel.h"
+#include "mm/anon_rmap.h"
+#include "mm/huge_memory.h"
 #include "mm/pagemap.h"
 #include "mm/process.h"
 #include "page/folio.h"
@@ -671,7 +673,162 @@ TEST_P(DmirrorTest, CoherentReleaseEvictsAndRegistersAgainOnTheSameRange) {
   expect_pattern(mirror, 8);
 }
 
+// ---- device THP: whole-THP migration (MIGRATE_VMA_SELECT_COMPOUND) ----
+
+class DmirrorThpTest : public DmirrorTest {
+ protected:
+  static constexpr uint64_t kNr = mm::kHpagePmdNr;
+  static constexpr uint64_t kPmd = mm::kHpagePmdSize;
+
+  // A 2 MiB-aligned MADV_HUGEPAGE range of its own, written with a pattern: one THP.
+  VirtAddr thp(mm::Process& p, uint32_t seed) {
+    const VirtAddr base = MUST(p.mmap_anon(2 * kPmd, MmapProt::kRead | MmapProt::kWrite), "mmap");
+    const VirtAddr a = base.align_up(kPmd);
+    EXPECT_TRUE(p.madvise(a, kPmd, mm::Madvise::kHugePage).is_ok());
+    std::vector<uint32_t> v(kPmd / 4);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint32_t>(i) + seed;
+    EXPECT_TRUE(p.write(a, std::as_bytes(std::span(v))).is_ok());
+    EXPECT_TRUE(mm::pmd_trans_huge(dk_->kernel(), pmd_word(p, a)).has_value());
+    return a;
+  }
+  uint64_t pmd_word(mm::Process& p, VirtAddr a) {
+    const std::optional<mm::EntrySlot> s = p.mm().page_table().walk_pmd(a);
+    return s ? s->load() : 0;
+  }
+  // The device folio a device-private PMD maps.
+  page::Folio device_thp(mm::Process& p, VirtAddr a) {
+    const uint64_t w = pmd_word(p, a);
+    EXPECT_TRUE(mm::pmd_is_device_private_entry(dk_->kernel(), w));
+    page::Page* head = mm::device_private_pmd_page(dk_->kernel(), mm::softleaf_from_pmd(dk_->kernel(), w));
+    return page::page_folio(head);
+  }
+  // The system folio a present PMD leaf maps.
+  page::Folio system_thp(mm::Process& p, VirtAddr a) {
+    const std::optional<arch::DecodedEntry> d = mm::pmd_trans_huge(dk_->kernel(), pmd_word(p, a));
+    EXPECT_TRUE(d.has_value());
+    return page::page_folio(mm::vm_normal_page_pmd(dk_->kernel(), *d));
+  }
+  std::vector<uint8_t> snapshot(DmirrorFile& f, VirtAddr a) {
+    std::vector<uint8_t> perm(kNr, 0xee);
+    EXPECT_EQ(cmd(f, DmirrorIoctl::kSnapshot, a, perm.data(), kNr), 0);
+    return perm;
+  }
+};
+
+TEST_P(DmirrorThpTest, AThpMovesWholeToTheDeviceAndFaultsBackWhole) {
+  auto f = open(0);
+  const VirtAddr a = thp(*proc_, 5);
+  const page::Folio src = system_thp(*proc_, a);
+  std::vector<uint32_t> mirror(kPmd / 4);
+  HmmDmirrorCmd c;
+  ASSERT_EQ(cmd(*f, DmirrorIoctl::kMigrateToDev, a, mirror.data(), kNr, &c), 0);
+  EXPECT_EQ(c.cpages, kNr);
+  expect_pattern(mirror, 5);
+  // One device-private PMD maps an order-9 device folio; the first large allocation added a
+  // chunk carved into PMD-order folios.
+  const page::Folio dev = device_thp(*proc_, a);
+  EXPECT_EQ(dev.order().raw(), mm::kHpagePmdOrder);
+  EXPECT_TRUE(devmem::folio_is_device_private(dev));
+  EXPECT_EQ(dev.ref_count(), 1);
+  EXPECT_EQ(dev.entire_mapcount(), 1);
+  EXPECT_EQ(drv_->device_stats(0).calloc, kNr);
+  EXPECT_EQ(drv_->device_stats(0).nr_chunks, 2u);
+  EXPECT_NE(src, dev);
+  for (uint8_t b : snapshot(*f, a)) ASSERT_EQ(b, 0x26);  // DEV_PRIVATE_LOCAL|WRITE|PMD
+  for (uint64_t i = 0; i < kNr; i += 101) {
+    const uint64_t e = pagemap(a + i * kPageSize);
+    ASSERT_TRUE(e & mm::kPmSwap) << i;
+    ASSERT_FALSE(e & mm::kPmPresent) << i;
+  }
+  // One CPU read brings all 2 MiB back as a system THP (migrate_to_ram with the PMD-mapped
+  // folio), and the device folio goes back to the driver's free folios.
+  EXPECT_EQ(cpu_ints(a + 77 * kPageSize, 1)[0], 77 * kPageSize / 4 + 5);
+  const page::Folio back = system_thp(*proc_, a);
+  EXPECT_EQ(back.order().raw(), mm::kHpagePmdOrder);
+  EXPECT_EQ(back.ref_count(), 1);
+  EXPECT_EQ(back.entire_mapcount(), 1);
+  EXPECT_TRUE(mm::page_anon_exclusive(back.head()));
+  EXPECT_EQ(drv_->device_stats(0).cfree, kNr);
+  EXPECT_EQ(drv_->device_stats(0).nr_free_folios, kChunkPages / kNr);
+  expect_pattern(cpu_ints(a, kNr), 5);
+  for (uint8_t b : snapshot(*f, a)) ASSERT_EQ(b, 0x06);  // a system THP: WRITE|PMD
+}
+
+TEST_P(DmirrorThpTest, AThpSharedWithAForkChildMigratesInBothMms) {
+  auto f = open(0);
+  const VirtAddr a = thp(*proc_, 9);
+  auto child = MUST(proc_->fork(), "fork");
+  std::vector<uint32_t> mirror(kPmd / 4);
+  ASSERT_EQ(cmd(*f, DmirrorIoctl::kMigrateToDev, a, mirror.data(), kNr), 0);
+  expect_pattern(mirror, 9);
+  // The collect made the parent's PMD a migration entry and try_to_migrate the child's; both
+  // now map the one device THP, read-only (a COW mapping after fork).
+  const page::Folio dev = device_thp(*proc_, a);
+  EXPECT_EQ(device_thp(*child, a), dev);
+  EXPECT_EQ(dev.entire_mapcount(), 2);
+  EXPECT_EQ(dev.ref_count(), 2);
+  for (mm::Process* p : {proc_.get(), child.get()}) {
+    EXPECT_FALSE(arch::softleaf_is_device_private_write(
+        mm::softleaf_from_pmd(dk_->kernel(), pmd_word(*p, a))));
+  }
+  // The child's read faults the folio back for both.
+  std::vector<uint32_t> v(kPmd / 4);
+  ASSERT_TRUE(child->read(a, std::as_writable_bytes(std::span(v))).is_ok());
+  expect_pattern(v, 9);
+  const page::Folio sys = system_thp(*child, a);
+  EXPECT_EQ(system_thp(*proc_, a), sys);
+  EXPECT_EQ(sys.entire_mapcount(), 2);
+  EXPECT_FALSE(mm::page_anon_exclusive(sys.head()));
+  // The parent's write copies (COW); the child keeps the old bytes.
+  const uint32_t w = 0xabcdef01;
+  ASSERT_TRUE(proc_->write(a, std::as_bytes(std::span(&w, 1))).is_ok());
+  ASSERT_TRUE(child->read(a, std::as_writable_bytes(std::span(v))).is_ok());
+  expect_pattern(v, 9);
+  EXPECT_EQ(cpu_ints(a, 1)[0], w);
+  child.reset();
+}
+
+TEST_P(DmirrorThpTest, ClosingTheFileEvictsADeviceThpIntoASystemThp) {
+  auto f = open(0);
+  auto other = open(0);
+  const VirtAddr a = thp(*proc_, 21);
+  std::vector<uint32_t> mirror(kPmd / 4);
+  ASSERT_EQ(cmd(*f, DmirrorIoctl::kMigrateToDev, a, mirror.data(), kNr), 0);
+  ASSERT_TRUE(mm::pmd_is_device_private_entry(dk_->kernel(), pmd_word(*proc_, a)));
+  // dmirror_fops_release evicts every chunk: migrate_device_range marks the device folio
+  // COMPOUND and the driver gives it a whole system folio, mapped back by one PMD.
+  other.reset();
+  const page::Folio sys = system_thp(*proc_, a);
+  EXPECT_EQ(sys.order().raw(), mm::kHpagePmdOrder);
+  EXPECT_EQ(sys.entire_mapcount(), 1);
+  EXPECT_EQ(drv_->device_stats(0).cfree, kNr);
+  expect_pattern(cpu_ints(a, kNr), 21);
+}
+
+TEST_P(DmirrorThpTest, APartOfADeviceThpFaultsBackPageByPage) {
+  auto f = open(0);
+  const VirtAddr a = thp(*proc_, 3);
+  std::vector<uint32_t> mirror(kPmd / 4);
+  ASSERT_EQ(cmd(*f, DmirrorIoctl::kMigrateToDev, a, mirror.data(), kNr), 0);
+  // munmap of the first half splits the PMD into device-private PTEs; a fault then splits the
+  // device folio and brings back only the page it hit.
+  ASSERT_TRUE(proc_->munmap(a, kPmd / 2).is_ok());
+  const VirtAddr page = a + (kNr / 2 + 10) * kPageSize;
+  EXPECT_EQ(cpu_ints(page, 1)[0], (kNr / 2 + 10) * kPageSize / 4 + 3);
+  EXPECT_NE(pagemap(page) & mm::kPmPresent, 0u);
+  EXPECT_NE(device_page_at(page + kPageSize), nullptr);
+  page::Page* dp = device_page_at(page + kPageSize);
+  EXPECT_FALSE(page::page_folio(dp).is_large());
+  // The first half's device pages went back to the driver when unmapped; the faulted one too.
+  EXPECT_EQ(drv_->device_stats(0).cfree, kNr / 2 + 1);
+  const std::vector<uint32_t> rest = cpu_ints(a + kPmd / 2, kNr / 2);
+  for (size_t i = 0; i < rest.size(); ++i)
+    ASSERT_EQ(rest[i], static_cast<uint32_t>(kPmd / 8 + i + 3)) << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDesigns, DmirrorTest, ::testing::ValuesIn(devmem::kAllDesigns),
+                         design_param_name);
+INSTANTIATE_TEST_SUITE_P(AllDesigns, DmirrorThpTest, ::testing::ValuesIn(devmem::kAllDesigns),
                          design_param_name);
 
 }  // namespace
