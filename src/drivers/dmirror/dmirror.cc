@@ -249,6 +249,10 @@ DmirrorDeviceStats DmirrorDriver::device_stats(unsigned minor) const {
   return device(minor).stats();
 }
 
+uint64_t DmirrorDriver::device_pages_in_use(unsigned minor) const {
+  return device(minor).pages_in_use();
+}
+
 const void* DmirrorDriver::device_owner(unsigned minor) const { return device(minor).owner(); }
 
 DmirrorMemoryType DmirrorDriver::device_type(unsigned minor) const {

@@ -123,6 +123,9 @@ class DmirrorDriver {
   bool has_device(unsigned minor) const;
   // REQUIRES: has_device(minor).
   DmirrorDeviceStats device_stats(unsigned minor) const;
+  // calloc - cfree: device pages handed out and not yet freed, without walking the free lists
+  // as device_stats does. REQUIRES: has_device(minor).
+  uint64_t device_pages_in_use(unsigned minor) const;
   // The pgmap owner of minor's device (what hmm_range_fault and migrate_vma compare).
   // REQUIRES: has_device(minor).
   const void* device_owner(unsigned minor) const;

@@ -41,6 +41,11 @@ std::vector<devmem::PagemapRange> DmirrorDevice::chunk_ranges() const {
   return out;
 }
 
+uint64_t DmirrorDevice::pages_in_use() const {
+  SpinLocker g(lock_);
+  return calloc_ - cfree_;
+}
+
 DmirrorDeviceStats DmirrorDevice::stats() const {
   DmirrorDeviceStats s;
   {

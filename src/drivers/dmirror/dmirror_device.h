@@ -81,6 +81,8 @@ class DmirrorDevice final : public devmem::DevPagemapOps {
   // The pgmap owner (pagemap.owner = mdevice).
   const void* owner() const { return this; }
   DmirrorDeviceStats stats() const;
+  // calloc - cfree (the counters only).
+  uint64_t pages_in_use() const;
   // Where each registered chunk's memory is (its pagemap's range), in chunk order.
   std::vector<devmem::PagemapRange> chunk_ranges() const EXCLUDES(devmem_lock_);
 

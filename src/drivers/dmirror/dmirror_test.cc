@@ -732,6 +732,7 @@ TEST_P(DmirrorThpTest, AThpMovesWholeToTheDeviceAndFaultsBackWhole) {
   EXPECT_EQ(dev.ref_count(), 1);
   EXPECT_EQ(dev.entire_mapcount(), 1);
   EXPECT_EQ(drv_->device_stats(0).calloc, kNr);
+  EXPECT_EQ(drv_->device_pages_in_use(0), kNr);
   EXPECT_EQ(drv_->device_stats(0).nr_chunks, 2u);
   EXPECT_NE(src, dev);
   for (uint8_t b : snapshot(*f, a)) ASSERT_EQ(b, 0x26);  // DEV_PRIVATE_LOCAL|WRITE|PMD
@@ -749,6 +750,7 @@ TEST_P(DmirrorThpTest, AThpMovesWholeToTheDeviceAndFaultsBackWhole) {
   EXPECT_EQ(back.entire_mapcount(), 1);
   EXPECT_TRUE(mm::page_anon_exclusive(back.head()));
   EXPECT_EQ(drv_->device_stats(0).cfree, kNr);
+  EXPECT_EQ(drv_->device_pages_in_use(0), 0u);
   EXPECT_EQ(drv_->device_stats(0).nr_free_folios, kChunkPages / kNr);
   expect_pattern(cpu_ints(a, kNr), 5);
   for (uint8_t b : snapshot(*f, a)) ASSERT_EQ(b, 0x06);  // a system THP: WRITE|PMD
