@@ -530,7 +530,7 @@ struct Collector {
       SpinLocker guard(pt.lock());
       for (VirtAddr a = start; a < end; a += kPageSize) {
         const std::optional<mm::EntrySlot> ptep = pt.pte_offset(pmd, a);
-        if (!ptep) return;
+        if (!ptep) break;  // not a table (stable under the lock: nothing gathered yet)
         const DecodedEntry d = k.codec().decode(EntryLevel::kPte, ptep->load());
         Page* page = nullptr;
         if (d.kind == DecodedEntry::Kind::kPresent) {

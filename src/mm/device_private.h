@@ -36,20 +36,20 @@ class DevicePrivateFaultHandler {
   virtual ~DevicePrivateFaultHandler() = default;
   virtual page::Page* softleaf_to_page(arch::Softleaf entry) = 0;
   virtual FaultResult migrate_to_ram(VmFault& vmf) = 0;
+  // zone_device_private_split_cb (mm/huge_memory.c): split_folio (and folio_split_unmapped)
+  // of a ZONE_DEVICE folio calls this for each new folio `tail` after the first (its compound
+  // head word, which held the pgmap, was cleared), then once with nullopt. The devmem layer
+  // gives each new folio its pagemap (or the driver's folio_split op); the default (RAM-backed
+  // fakes in mm tests) does nothing.
+  virtual void folio_split(page::Folio orig, std::optional<page::Folio> tail) {
+    (void)orig;
+    (void)tail;
+  }
   // GUP FOLL_LONGTERM (mm/gup.c migrate_longterm_unpinnable_folios): move a device-coherent
   // folio, which may not stay pinned for long, to system memory
   // (migrate_device_coherent_folio). The caller passes one reference on `folio`, which this
   // consumes whatever the outcome (the migration's finalize drops it). EBUSY when the folio
   // could not be migrated. The default (no migration layer) drops the reference and refuses.
-  // zone_device_private_split_cb (mm/huge_memory.c): split_folio of a ZONE_DEVICE folio
-  // calls this for each new folio `tail` after the first (its compound head word, which held
-  // the pgmap, was cleared), then once with nullopt. The devmem layer gives each new folio
-  // its pagemap (or the driver's folio_split op); the default (RAM-backed fakes in mm
-  // tests) does nothing.
-  virtual void folio_split(page::Folio orig, std::optional<page::Folio> tail) {
-    (void)orig;
-    (void)tail;
-  }
   virtual Status migrate_longterm_unpinnable(page::Folio folio) {
     page::folio_put(folio);
     return make_error(Errno::kEOPNOTSUPP,
