@@ -377,6 +377,8 @@ struct Collector {
   struct Collected {
     MigratePfn mpfn;
     bool cleared_present = false;
+    // A large folio met here (referenced): split it and scan again from this PTE.
+    std::optional<Folio> large = std::nullopt;
   };
 
   // One PTE. REQUIRES the page-table lock.
@@ -415,13 +417,19 @@ struct Collector {
           (!has(args.flags, MigrateVmaSelect::kDeviceCoherent) ||
            devmem::page_pgmap(page)->owner() != args.pgmap_owner))
         return {MigratePfn()};
-      // A large folio here failed to split (split_large_folios): skipped below.
       mpfn = MigratePfn::migrate_pfn(arch::PfnOrOffset::of_pfn(d.pfn)) | kMig;
       if (arch::has(d.prot, Prot::kWrite)) mpfn = mpfn | MigratePfnFlags::kWrite;
     } else {
       return {MigratePfn()};
     }
-    if (page == nullptr || page->mapping_word() == 0 || page->is_compound()) return {MigratePfn()};
+    if (page != nullptr && page->is_compound()) {
+      // migrate_vma_split_folio, then "goto again": the caller splits and rescans. The entry's
+      // reference keeps the folio while the lock is dropped; this one is the caller's.
+      Folio large = page::page_folio(page);
+      page::folio_get(large);
+      return {MigratePfn(), false, large};
+    }
+    if (page == nullptr || page->mapping_word() == 0) return {MigratePfn()};
 
     Folio folio = page::page_folio(page);
     // The collect reference pins the folio (and so "freezes" the PTE) until finalize.
@@ -483,14 +491,16 @@ struct Collector {
     split_collected_folio(folio);
   }
 
-  // migrate_vma_split_folio: split_folio under the folio lock (a trylock: contention leaves
-  // the folio large and its pages skipped). The fault folio is already locked and referenced
-  // by the fault path, whose reference serves as the caller's; after the split its lock and
-  // reference move to the folio that now holds the fault page, which the fault path unlocks
-  // and puts (unlock_page(vmf->page)).
-  void split_collected_folio(Folio folio) {
+  // migrate_vma_split_folio for a folio the caller holds a reference on, which this drops:
+  // split_folio under the folio lock (a trylock: contention leaves the folio large, as a
+  // failed split does). The fault folio is already locked and referenced by the fault path,
+  // whose reference serves as the split's; afterwards its lock and reference move to the
+  // folio that now holds the fault page, which the fault path unlocks and puts
+  // (unlock_page(vmf->page)). Returns whether the folio split.
+  bool split_referenced(Folio folio) {
     if (fault_folio == folio.head()) {
-      if (mm::split_folio(k, folio).is_error()) return;
+      page::folio_put(folio);
+      if (mm::split_folio(k, folio).is_error()) return false;
       const Folio now = page::page_folio(args.fault_page);
       if (now != folio) {
         page::folio_get(now);
@@ -499,14 +509,20 @@ struct Collector {
         page::folio_put(folio);
       }
       fault_folio = now.head();
-      return;
+      return true;
     }
-    if (!page::folio_try_get(folio)) return;
+    bool split = false;
     if (page::folio_trylock(folio)) {
-      (void)mm::split_folio(k, folio);
+      split = mm::split_folio(k, folio).is_ok();
       page::folio_unlock(folio);
     }
     page::folio_put(folio);
+    return split;
+  }
+
+  // split_referenced for a folio the caller holds no reference on (its PTEs do).
+  void split_collected_folio(Folio folio) {
+    if (page::folio_try_get(folio)) (void)split_referenced(folio);
   }
 
   // The split fallback of migrate_vma_collect_huge_pmd for a device THP of the caller's: the
@@ -516,55 +532,6 @@ struct Collector {
   void collect_split_device_pmd(mm::EntrySlot pmd, VirtAddr addr, Page* head) {
     mm::split_huge_pmd(mm, *args.vma, pmd, addr);
     split_collected_folio(page::page_folio(head));
-  }
-
-  // The large-folio case of migrate_vma_collect_pmd (migrate_vma_split_folio, then rescan):
-  // every PTE-mapped large folio in [start, end) that would be collected (a system folio
-  // under SELECT_SYSTEM, a device-private folio of the caller's under SELECT_DEVICE_PRIVATE)
-  // is split before the scan proper. A folio that does not split stays large and its pages
-  // are skipped.
-  void split_large_folios(mm::EntrySlot pmd, VirtAddr start, VirtAddr end) {
-    mm::PageTable& pt = mm.page_table();
-    std::vector<Folio> large;
-    {
-      SpinLocker guard(pt.lock());
-      for (VirtAddr a = start; a < end; a += kPageSize) {
-        const std::optional<mm::EntrySlot> ptep = pt.pte_offset(pmd, a);
-        if (!ptep) break;  // not a table (stable under the lock: nothing gathered yet)
-        const DecodedEntry d = k.codec().decode(EntryLevel::kPte, ptep->load());
-        Page* page = nullptr;
-        if (d.kind == DecodedEntry::Kind::kPresent) {
-          if (!has(args.flags, MigrateVmaSelect::kSystem)) continue;
-          page = mm::vm_normal_page(k, d);
-          if (page == nullptr || page->is_zone_device()) continue;
-        } else if (d.kind == DecodedEntry::Kind::kSwap && arch::softleaf_is_device_private(d.leaf)) {
-          if (!has(args.flags, MigrateVmaSelect::kDevicePrivate)) continue;
-          Result<Page*> p = dm.device_private_entry_to_page(d.leaf);
-          if (p.is_error() || devmem::page_pgmap(*p)->owner() != args.pgmap_owner) continue;
-          page = *p;
-        } else {
-          continue;
-        }
-        if (!page->is_compound()) continue;
-        Folio folio = page::page_folio(page);
-        if (!folio.is_anon() || std::find(large.begin(), large.end(), folio) != large.end())
-          continue;
-        page::folio_get(folio);  // the entry's reference keeps it alive under the lock
-        large.push_back(folio);
-      }
-    }
-    for (Folio folio : large) {
-      if (fault_folio == folio.head()) {
-        page::folio_put(folio);  // the fault path's reference is the split's
-        split_collected_folio(folio);
-        continue;
-      }
-      if (page::folio_trylock(folio)) {
-        (void)mm::split_folio(k, folio);
-        page::folio_unlock(folio);
-      }
-      page::folio_put(folio);
-    }
   }
 
   enum class HugeCollect : uint8_t { kCollected, kSkipped, kFallback };
@@ -657,17 +624,31 @@ struct Collector {
       // kernel skips what is not a device-private entry.
       return skip(start, end);
     }
-    split_large_folios(pmd, start, end);
-    bool unmapped = false;
-    SpinLocker guard(pt.lock());
-    for (VirtAddr a = start; a < end; a += kPageSize) {
-      const mm::EntrySlot ptep = *pt.pte_offset(pmd, a);
-      const Collected c = collect_pte(ptep, a);
-      unmapped = unmapped || c.cleared_present;
-      emit(c.mpfn);
+    // The PTE scan. A large folio (a PTE-mapped THP or device THP) stops it: the folio is
+    // split and the scan goes on from the same PTE; one that does not split ends the scan,
+    // the rest of the range skipped (migrate_vma_collect_skip).
+    for (VirtAddr a = start; a < end;) {
+      std::optional<Folio> large = std::nullopt;
+      {
+        bool unmapped = false;
+        const VirtAddr from = a;
+        SpinLocker guard(pt.lock());
+        for (; a < end; a += kPageSize) {
+          const std::optional<mm::EntrySlot> ptep = pt.pte_offset(pmd, a);
+          if (!ptep) break;
+          Collected c = collect_pte(*ptep, a);
+          if (c.large) {
+            large = c.large;
+            break;
+          }
+          unmapped = unmapped || c.cleared_present;
+          emit(c.mpfn);
+        }
+        // Only flush when a present entry was changed.
+        if (unmapped) mm.flush_tlb_range(from, a);
+      }
+      if (a < end && (!large || !split_referenced(*large))) return skip(a, end);
     }
-    // Only flush when a present entry was changed.
-    if (unmapped) mm.flush_tlb_range(start, end);
   }
 
   // walk_page_range with migrate_vma_walk_ops.

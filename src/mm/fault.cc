@@ -258,24 +258,28 @@ FaultResult handle_mm_fault(Mm& mm, VirtAddr address, FaultFlags flags) {
     return pmd.error().code() == Errno::kENOMEM ? oom("no page for a page table")
                                                 : sigbus("a PUD entry is not a table");
   }
-  // create_huge_pmd: a none PMD where a THP may go.
-  if (pmd->load() == 0 && vma->is_anonymous() &&
-      thp_vma_allowable_pmd(mm.kernel(), *vma, ThpAsker::kPageFault)) {
-    if (std::optional<FaultResult> r = do_huge_pmd_anonymous_page(vmf, *pmd)) return *r;
-  } else if (const uint64_t orig_pmd = pmd->load(); pmd_trans_huge(mm.kernel(), orig_pmd)) {
-    // A present PMD leaf: wp_huge_pmd or huge_pmd_set_accessed; fallback means it was split.
-    if (std::optional<FaultResult> r = huge_pmd_fault(vmf, *pmd, orig_pmd)) return *r;
-  } else if (pmd_is_device_private_entry(mm.kernel(), orig_pmd)) {
-    // A device-private THP (__handle_mm_fault's non-present PMD branch).
-    return do_huge_pmd_device_private(vmf, *pmd, orig_pmd);
-  } else if (pmd_is_migration_entry(mm.kernel(), orig_pmd)) {
-    // A THP under migration: wait for it, then retry.
-    return pmd_migration_entry_wait(vmf, *pmd, orig_pmd);
+  const uint64_t orig_pmd = pmd->load();
+  if (orig_pmd == 0) {
+    // create_huge_pmd: a none PMD where a THP may go.
+    if (vma->is_anonymous() && thp_vma_allowable_pmd(mm.kernel(), *vma, ThpAsker::kPageFault)) {
+      if (std::optional<FaultResult> r = do_huge_pmd_anonymous_page(vmf, *pmd)) return *r;
+    }
+  } else if (!mm.kernel().codec().table_pfn(orig_pmd)) {
+    // A PMD that maps its 2 MiB itself (tables, the common case, skip these decodes).
+    if (pmd_trans_huge(mm.kernel(), orig_pmd)) {
+      // A present leaf: wp_huge_pmd or huge_pmd_set_accessed; fallback means it was split.
+      if (std::optional<FaultResult> r = huge_pmd_fault(vmf, *pmd, orig_pmd)) return *r;
+    } else if (pmd_is_device_private_entry(mm.kernel(), orig_pmd)) {
+      // A device-private THP (__handle_mm_fault's non-present PMD branch).
+      return do_huge_pmd_device_private(vmf, *pmd, orig_pmd);
+    } else if (pmd_is_migration_entry(mm.kernel(), orig_pmd)) {
+      // A THP under migration: wait for it, then retry.
+      return pmd_migration_entry_wait(vmf, *pmd, orig_pmd);
+    }
   }
   Result<EntrySlot> pte = mm.page_table().pte_alloc(*pmd, vmf.address);
   if (pte.is_error()) {
     if (pte.error().code() == Errno::kENOMEM) return oom("no page for a PTE table");
-    // A PMD leaf that appeared meanwhile: retry the fault at the PMD level.
     // A PMD leaf or swap entry that appeared meanwhile: retry at the PMD level.
     if (pmd_is_huge(mm.kernel(), pmd->load())) return {FaultOutcome::kRetry, "PMD leaf raced"};
     return sigbus("a PMD entry that is neither a table nor a leaf");
