@@ -386,16 +386,10 @@ Status copy_hugetlb_page_range(Mm& dst, Mm& src, const Vma& dst_vma, const Vma& 
       if (!folio.is_anon()) {
         // A page-cache folio: one more file mapping (hugetlb_add_file_rmap), never copied.
         hugetlb_add_file_rmap(folio);
-        uint64_t child = entry;
-        if (cow && arch::has(d->prot, Prot::kWrite)) {
-          child = MUST(k.codec().make_present(EntryLevel::kPmd, d->pfn, d->prot & ~Prot::kWrite),
-                       "a write-protected leaf encodes");
-          src_pmd->store(child);
-        }
-        dst_pmd->store(child);
       } else if (hugetlb_try_dup_anon_rmap(folio, maybe_pinned).is_error()) {
         pinned = folio;  // copied below, without the locks
-      } else {
+      }
+      if (!pinned) {
         uint64_t child = entry;
         if (cow && arch::has(d->prot, Prot::kWrite)) {
           // huge_ptep_set_wrprotect in the parent; the child's copy read-only too.
